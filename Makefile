@@ -1,0 +1,78 @@
+# tradeops.algo: the two commands are `make demo` and `make test`.
+# Both do every set-up step themselves on a fresh Debian 12 machine.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+VENV := .venv
+BIN := $(VENV)/bin
+export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
+export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+COLLECTION_DIR := .collections/ansible_collections/tradeops/algo
+PYTEST_ARGS ?=
+
+.PHONY: help setup os-deps venv collection wheelhouse test lint ruff mypy ansible-lint \
+	sanity unit integration molecule demo demo-stop bench build freeze clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+setup: os-deps venv collection wheelhouse ## All set-up: Debian packages, .venv, collection path, wheelhouse
+
+os-deps:
+	@scripts/os-deps.sh
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: requirements/dev.txt pyproject.toml
+	@scripts/venv.sh
+
+collection:
+	@scripts/collection-path.sh
+
+wheelhouse: venv
+	@scripts/wheelhouse.sh
+
+test: setup lint unit integration ansible-lint sanity molecule ## Every quality gate: ruff, pytest, ansible-lint, ansible-test sanity, molecule
+	@echo "make test: all gates passed"
+
+lint: ruff mypy
+
+ruff: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+mypy: venv
+	$(BIN)/mypy
+
+unit: venv
+	$(BIN)/python -m pytest tests/unit -q $(PYTEST_ARGS)
+
+integration: setup
+	$(BIN)/python -m pytest tests/integration -q $(PYTEST_ARGS)
+
+ansible-lint: venv collection
+	$(BIN)/ansible-lint --strict
+
+sanity: venv collection
+	@scripts/sanity.sh
+
+molecule: setup
+	@scripts/molecule.sh
+
+demo: setup ## Start the simulated exchange, deploy the reference strategy here, show what works
+	@$(BIN)/python -m tradeops.demo
+
+demo-stop: ## Stop what the demo started
+	@$(BIN)/python -m tradeops.demo --stop
+
+bench: setup ## Run the benchmarks; results in bench/results/*.json
+	@scripts/bench.sh
+
+build: venv collection ## Build the collection tarball into build/
+	@mkdir -p build && $(BIN)/ansible-galaxy collection build --force --output-path build .
+
+freeze: ## Re-pin requirements/dev.txt from the current .venv
+	@{ head -2 requirements/dev.txt; $(BIN)/pip freeze --all --exclude-editable | grep -viE '^(pip|tradeops)=='; } > requirements/dev.txt.new && mv requirements/dev.txt.new requirements/dev.txt
+
+clean: ## Remove build output (not .venv)
+	rm -rf build .collections tests/output .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,139 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tradeops.algo maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: host_info
+short_description: Describe a trading host's tradeops tree
+version_added: "0.1.0"
+description:
+  - Reads the directory layout under O(root), the active release, the releases
+    present, the tradeops library version and the service manager of a trading host.
+  - Never changes anything.
+requirements:
+  - The C(tradeops) Python library on the target, installed by the M(tradeops.algo.host) role.
+author:
+  - tradeops.algo maintainers (@tradeops)
+options:
+  root:
+    description:
+      - The tradeops data root on the host.
+    type: path
+    default: /srv/tradeops
+  require_layout:
+    description:
+      - Fail when the layout is incomplete, listing the missing directories.
+    type: bool
+    default: false
+attributes:
+  check_mode:
+    support: full
+    description: The module only reads.
+  diff_mode:
+    support: none
+    description: Nothing changes, so there is no diff.
+  platform:
+    support: full
+    platforms: posix
+    description: Linux trading hosts.
+notes:
+  - Set O(require_layout=true) to use this module as a post-bootstrap check.
+seealso:
+  - module: ansible.builtin.stat
+"""
+
+EXAMPLES = r"""
+- name: Read the state of the trading host
+  tradeops.algo.host_info:
+    root: /srv/tradeops
+  register: host
+
+- name: Fail unless the host was bootstrapped
+  tradeops.algo.host_info:
+    root: /srv/tradeops
+    require_layout: true
+"""
+
+RETURN = r"""
+root:
+  description: The data root that was inspected.
+  returned: always
+  type: str
+  sample: /srv/tradeops
+exists:
+  description: Whether the data root exists.
+  returned: always
+  type: bool
+layout_ok:
+  description: Whether every directory of the layout exists.
+  returned: always
+  type: bool
+missing_dirs:
+  description: Layout directories that are missing, relative to the root.
+  returned: always
+  type: list
+  elements: str
+  sample: [state/snapshots]
+current_release:
+  description: The release id that C(current) points to, or null when none is active.
+  returned: always
+  type: str
+  sample: "20261124T120000Z-1.4.2"
+releases:
+  description: Release ids present under C(releases/).
+  returned: always
+  type: list
+  elements: str
+library_version:
+  description: Version of the tradeops library that ran the module.
+  returned: always
+  type: str
+  sample: 0.1.0
+python:
+  description: The Python interpreter that ran the module.
+  returned: always
+  type: str
+service_manager:
+  description: C(systemd) when systemd is PID 1, else C(supervisord).
+  returned: always
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tradeops.algo.plugins.module_utils.tradeops_lib import (
+    HAS_TRADEOPS,
+    require_tradeops,
+)
+
+if HAS_TRADEOPS:
+    from tradeops.releases.layout import inspect_host
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "root": {"type": "path", "default": "/srv/tradeops"},
+            "require_layout": {"type": "bool", "default": False},
+        },
+        supports_check_mode=True,
+    )
+    require_tradeops(module)
+    try:
+        info = inspect_host(module.params["root"])
+    except (ValueError, RuntimeError) as exc:
+        module.fail_json(msg=str(exc))
+    if module.params["require_layout"] and not info["layout_ok"]:
+        module.fail_json(
+            msg="tradeops layout incomplete under %s: missing %s"
+            % (info["root"], ", ".join(info["missing_dirs"])),
+            **info,
+        )
+    module.exit_json(changed=False, **info)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Create .venv with the pinned development dependencies and tradeops (editable).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3.11}
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+if [[ ! -x .venv/bin/python ]]; then
+    echo "venv: creating .venv with $($PYTHON --version)"
+    "$PYTHON" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+.venv/bin/python -m pip install --quiet --disable-pip-version-check -r requirements/dev.txt
+.venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps --no-build-isolation -e .
+touch .venv/.installed
+echo "venv: ready ($(.venv/bin/ansible --version | head -1))"

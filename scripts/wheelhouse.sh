@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Build build/wheelhouse: the tradeops wheel and every runtime dependency, so that
+# trading hosts install offline (pip --no-index).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out=build/wheelhouse
+mkdir -p "$out"
+rm -f "$out"/tradeops-*.whl
+.venv/bin/python -m pip wheel --quiet --disable-pip-version-check --no-build-isolation \
+    --wheel-dir "$out" '.[postgres]'
+echo "wheelhouse: $(ls "$out" | wc -l) wheels in $out ($(ls "$out"/tradeops-*.whl | xargs -n1 basename))"

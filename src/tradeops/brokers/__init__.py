@@ -1,0 +1,1 @@
+"""Broker adapters: one interface, a FIX implementation, and simulator helpers."""

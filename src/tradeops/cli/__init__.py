@@ -1,0 +1,1 @@
+"""The ``tradeops`` command line."""

@@ -1,0 +1,1 @@
+"""Release mechanics: host layout, staging, verification, activation, release log."""
