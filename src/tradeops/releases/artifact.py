@@ -1,0 +1,198 @@
+"""Build a release artifact: one tar.gz holding the strategy and its MANIFEST.
+
+Layout inside the archive (no top-level directory; staging unpacks it into
+``releases/.staging/<id>.partial``)::
+
+    MANIFEST                the sha256 of every other file, version, build info
+    REVISION                version and source commit
+    bin/refapp              launcher: the host venv's Python with this release's code first
+    site/tradeops/...       the strategy's code, as built (shadows the venv's copy)
+    config/refapp.yml.j2    config template rendered per host at deploy
+    config/defaults.yml     release defaults (e.g. a fault mode for drills)
+
+The archive is reproducible: entries sorted, owner root, fixed modes, and
+mtimes set to SOURCE_DATE_EPOCH (default 0), gzip header without a timestamp.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import tradeops
+from tradeops.log import utc_now_iso
+from tradeops.releases.manifest import MANIFEST_NAME, build_manifest, sha256_file
+
+VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
+FAULT_MODES = ("none", "runaway", "crash", "hang", "slow", "fat_finger", "reject_storm")
+PACKAGE_DIR = Path(tradeops.__file__).resolve().parent
+
+LAUNCHER = """#!/bin/sh
+# Run this release's strategy: the host venv's Python and dependencies, this
+# release's code first on the path. Arguments go to `tradeops refapp run`.
+set -eu
+release=$(cd "$(dirname "$0")/.." && pwd -P)
+venv=${TRADEOPS_VENV:-$(cd "$release/../.." && pwd -P)/venv}
+export PYTHONPATH="$release/site${PYTHONPATH:+:$PYTHONPATH}"
+export TRADEOPS_RELEASE_DIR="$release"
+exec "$venv/bin/python" -m tradeops.cli.main refapp run "$@"
+"""
+
+
+class ArtifactError(ValueError):
+    """The artifact cannot be built as asked."""
+
+
+@dataclass(frozen=True)
+class BuiltArtifact:
+    """What ``build_artifact`` produced."""
+
+    path: Path
+    sha256: str
+    version: str
+    digest: str
+    files: int
+    size: int
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        return {
+            "path": str(self.path),
+            "sha256": self.sha256,
+            "version": self.version,
+            "manifest_digest": self.digest,
+            "files": self.files,
+            "size_bytes": self.size,
+        }
+
+
+def validate_version(version: str) -> str:
+    """Return ``version`` or raise with the rule it breaks."""
+    if not VERSION_RE.match(version):
+        raise ArtifactError(
+            f"invalid version {version!r}: use letters, digits and . _ + - "
+            "(at most 64, starting with a letter or digit)"
+        )
+    return version
+
+
+def _git_commit(source: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(source), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out + ("-dirty" if dirty else "")
+
+
+def _copy_package(dest: Path) -> None:
+    shutil.copytree(
+        PACKAGE_DIR,
+        dest / "site" / "tradeops",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "testing"),
+    )
+
+
+def _stage_tree(tree: Path, version: str, fault_mode: str, commit: str | None) -> None:
+    _copy_package(tree)
+    (tree / "bin").mkdir()
+    (tree / "bin" / "refapp").write_text(LAUNCHER)
+    (tree / "config").mkdir()
+    template = PACKAGE_DIR / "refapp" / "templates" / "refapp.yml.j2"
+    if template.is_file():
+        shutil.copy2(template, tree / "config" / "refapp.yml.j2")
+    defaults = {"release_version": version, "refapp_fault_mode": fault_mode}
+    (tree / "config" / "defaults.yml").write_text(yaml.safe_dump(defaults, sort_keys=True))
+    (tree / "REVISION").write_text(f"{version}\n{commit or 'unknown'}\n")
+
+
+def _tar_filter(epoch: int, executables: set[str]) -> Any:
+    def normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        info.mtime = epoch
+        if info.isdir() or info.name in executables:
+            info.mode = 0o755
+        else:
+            info.mode = 0o644
+        return info
+
+    return normalise
+
+
+def _write_tar(tree: Path, out: Path, epoch: int) -> None:
+    executables = {"bin/refapp"}
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        entries = sorted(p.relative_to(tree).as_posix() for p in tree.rglob("*"))
+        for rel in entries:
+            tar.add(
+                tree / rel, arcname=rel, recursive=False, filter=_tar_filter(epoch, executables)
+            )
+    tmp = out.with_name(out.name + ".tmp")
+    with open(tmp, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as gz:
+        gz.write(buf.getvalue())
+        gz.flush()
+    os.replace(tmp, out)
+
+
+def build_artifact(
+    version: str,
+    output_dir: Path,
+    *,
+    name: str = "refapp",
+    fault_mode: str = "none",
+) -> BuiltArtifact:
+    """Build ``<output_dir>/<name>-<version>.tar.gz`` and its ``.sha256`` file."""
+    validate_version(version)
+    if fault_mode not in FAULT_MODES:
+        raise ArtifactError(f"fault mode must be one of {', '.join(FAULT_MODES)}, got {fault_mode}")
+    output_dir.mkdir(parents=True, exist_ok=True)
+    commit = _git_commit(PACKAGE_DIR)
+    epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
+    with tempfile.TemporaryDirectory(prefix="tradeops-build-") as tmp:
+        tree = Path(tmp) / "tree"
+        tree.mkdir()
+        _stage_tree(tree, version, fault_mode, commit)
+        build_info = {
+            "built_at": utc_now_iso(),
+            "builder_host": socket.gethostname(),
+            "python": sys.version.split()[0],
+            "tradeops": tradeops.__version__,
+            "source_commit": commit,
+            "fault_mode": fault_mode,
+        }
+        manifest = build_manifest(tree, name, version, build_info)
+        (tree / MANIFEST_NAME).write_text(manifest.to_json())
+        out = output_dir / f"{name}-{version}.tar.gz"
+        _write_tar(tree, out, epoch)
+    digest = sha256_file(out)
+    (output_dir / f"{out.name}.sha256").write_text(f"{digest}  {out.name}\n")
+    return BuiltArtifact(
+        out, digest, version, manifest.digest, len(manifest.files), out.stat().st_size
+    )

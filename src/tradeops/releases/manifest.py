@@ -1,0 +1,155 @@
+"""The MANIFEST of a release: the sha256 of every file, the version and build info.
+
+The manifest digest is the sha256 of the canonical JSON of the file table only,
+so two builds of the same content have the same digest whatever their build
+time. The deploy gate compares it across hosts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+MANIFEST_NAME = "MANIFEST"
+FORMAT = 1
+_CHUNK = 1 << 20
+
+
+class ManifestError(ValueError):
+    """A manifest is malformed, or a tree does not match it."""
+
+
+def sha256_file(path: Path) -> str:
+    """Return the hex sha256 of the file at ``path``."""
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tree_files(root: Path) -> list[str]:
+    """Return every regular file under ``root`` as sorted POSIX relative paths.
+
+    Symlinks and special files are refused: a release holds plain files only.
+    """
+    found: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        for name in [*filenames, *dirnames]:
+            path = Path(dirpath) / name
+            if path.is_symlink():
+                raise ManifestError(f"release trees hold no symlinks: {path.relative_to(root)}")
+        for name in filenames:
+            path = Path(dirpath) / name
+            if not path.is_file():
+                raise ManifestError(f"not a regular file: {path.relative_to(root)}")
+            found.append(path.relative_to(root).as_posix())
+    return sorted(found)
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a release contains."""
+
+    name: str
+    version: str
+    files: dict[str, str]
+    build: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def digest(self) -> str:
+        """sha256 of the canonical file table: equal content, equal digest."""
+        canonical = json.dumps(self.files, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_json(self) -> str:
+        """Serialise as the MANIFEST file."""
+        data = {
+            "format": FORMAT,
+            "name": self.name,
+            "version": self.version,
+            "digest": self.digest,
+            "build": self.build,
+            "files": dict(sorted(self.files.items())),
+        }
+        return json.dumps(data, indent=1, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Manifest:
+        """Parse a MANIFEST, checking its format and its recorded digest."""
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"MANIFEST is not JSON: {exc}") from exc
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ManifestError(f"MANIFEST format must be {FORMAT}")
+        files = data.get("files")
+        if not isinstance(files, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) and len(v) == 64 for k, v in files.items()
+        ):
+            raise ManifestError("MANIFEST files must map paths to sha256 hex digests")
+        for path in files:
+            if path.startswith("/") or ".." in Path(path).parts or path == MANIFEST_NAME:
+                raise ManifestError(f"MANIFEST lists an unsafe path: {path}")
+        manifest = cls(str(data["name"]), str(data["version"]), files, data.get("build") or {})
+        if data.get("digest") != manifest.digest:
+            raise ManifestError("MANIFEST digest does not match its file table")
+        return manifest
+
+    @classmethod
+    def load(cls, release_dir: Path) -> Manifest:
+        """Read ``release_dir/MANIFEST``."""
+        try:
+            return cls.from_json((release_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ManifestError(f"no {MANIFEST_NAME} in {release_dir}") from exc
+
+
+@dataclass(frozen=True)
+class Verification:
+    """Differences between a tree and its manifest; empty lists mean it matches."""
+
+    missing: list[str]
+    extra: list[str]
+    mismatched: list[str]
+
+    @property
+    def ok(self) -> bool:
+        """True when the tree is exactly what the manifest lists."""
+        return not (self.missing or self.extra or self.mismatched)
+
+    def describe(self) -> str:
+        """One line for an operator."""
+        parts = []
+        for label, items in (
+            ("missing", self.missing),
+            ("extra", self.extra),
+            ("sha256 mismatch", self.mismatched),
+        ):
+            if items:
+                shown = ", ".join(items[:5]) + (
+                    f" (+{len(items) - 5} more)" if len(items) > 5 else ""
+                )
+                parts.append(f"{label}: {shown}")
+        return "; ".join(parts) or "verified"
+
+
+def verify_tree(
+    root: Path, manifest: Manifest, ignore: frozenset[str] = frozenset()
+) -> Verification:
+    """Compare every file under ``root`` with ``manifest`` (MANIFEST itself excluded)."""
+    present = set(tree_files(root)) - {MANIFEST_NAME} - ignore
+    listed = set(manifest.files)
+    mismatched = [p for p in sorted(present & listed) if sha256_file(root / p) != manifest.files[p]]
+    return Verification(sorted(listed - present), sorted(present - listed), mismatched)
+
+
+def build_manifest(root: Path, name: str, version: str, build: dict[str, Any]) -> Manifest:
+    """Hash every file under ``root`` into a manifest."""
+    files = {rel: sha256_file(root / rel) for rel in tree_files(root) if rel != MANIFEST_NAME}
+    return Manifest(name, version, files, build)

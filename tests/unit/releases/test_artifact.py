@@ -1,0 +1,57 @@
+"""Release artifact builds."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tradeops.releases.artifact import ArtifactError, build_artifact
+from tradeops.releases.manifest import Manifest, sha256_file, verify_tree
+
+
+def test_artifact_unpacks_to_a_verified_tree(tmp_path: Path) -> None:
+    built = build_artifact("1.2.3", tmp_path / "out")
+    assert built.path.name == "refapp-1.2.3.tar.gz"
+    assert (tmp_path / "out" / "refapp-1.2.3.tar.gz.sha256").read_text().split()[0] == built.sha256
+    assert sha256_file(built.path) == built.sha256
+    dest = tmp_path / "unpacked"
+    with tarfile.open(built.path) as tar:
+        names = tar.getnames()
+        members = tar.getmembers()
+        tar.extractall(dest, filter="data")
+    assert {"MANIFEST", "bin/refapp", "REVISION"} <= set(names)
+    assert all(m.uid == 0 and m.mtime == 0 for m in members)
+    assert not any("__pycache__" in n or n.startswith("site/tradeops/testing") for n in names)
+    manifest = Manifest.load(dest)
+    assert manifest.version == "1.2.3"
+    assert manifest.digest == built.digest
+    assert verify_tree(dest, manifest).ok
+    assert (dest / "bin" / "refapp").stat().st_mode & 0o111
+    assert (dest / "REVISION").read_text().startswith("1.2.3\n")
+
+
+def test_same_source_same_manifest_digest(tmp_path: Path) -> None:
+    one = build_artifact("2.0", tmp_path / "a")
+    two = build_artifact("2.0", tmp_path / "b")
+    assert one.digest == two.digest
+
+
+def test_fault_mode_is_baked_into_defaults(tmp_path: Path) -> None:
+    built = build_artifact("3.0", tmp_path, fault_mode="runaway")
+    with tarfile.open(built.path) as tar:
+        member = tar.extractfile("config/defaults.yml")
+        assert member is not None
+        assert b"refapp_fault_mode: runaway" in member.read()
+
+
+@pytest.mark.parametrize("version", ["", "-1", "1/2", "a" * 65, "1.0 beta"])
+def test_bad_versions_are_refused(tmp_path: Path, version: str) -> None:
+    with pytest.raises(ArtifactError, match="invalid version"):
+        build_artifact(version, tmp_path)
+
+
+def test_unknown_fault_mode_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ArtifactError, match="fault mode must be one of"):
+        build_artifact("1.0", tmp_path, fault_mode="moon")
