@@ -1,0 +1,108 @@
+"""Fixtures for integration tests that use real processes.
+
+``fleet_factory(size, name=...)`` brings up a loopback SSH test fleet (see
+docs/test-fleet.md) in a short state dir under /tmp and tears down every fleet
+it made. Without root/unshare/sshd the test is skipped, except under
+``CI=true`` where it fails so that CI cannot skip silently.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tradeops.testing.fleet import (
+    DEFAULT_PORT,
+    Fleet,
+    FleetError,
+    FleetUnavailable,
+    check_prerequisites,
+    find_free_first_address,
+)
+
+FleetFactory = Callable[..., Fleet]
+
+
+def _on_ci() -> bool:
+    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
+
+
+def _unavailable(reason: str) -> None:
+    if _on_ci():
+        pytest.fail(f"CI=true and {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def require_fleet() -> None:
+    """Skip (or fail under CI=true) when the machine cannot run the fleet."""
+    try:
+        check_prerequisites()
+    except FleetUnavailable as exc:
+        reason = str(exc)
+    else:
+        return
+    _unavailable(reason)
+
+
+class _Factory:
+    def __init__(self) -> None:
+        self.created: list[Fleet] = []
+
+    def __call__(self, size: int, name: str = "fleet", **kwargs: Any) -> Fleet:
+        require_fleet()
+        port = kwargs.pop("port", DEFAULT_PORT)
+        pinned = kwargs.pop("first_address", None)
+        last: Exception | None = None
+        # Another fleet may grab the same free addresses between probe and bind: retry.
+        for _attempt in range(3):
+            first = pinned or find_free_first_address(size, port)
+            state_dir = Path(tempfile.mkdtemp(prefix="tof-", dir="/tmp"))
+            fleet = Fleet(state_dir, size, name=name, first_address=first, port=port, **kwargs)
+            self.created.append(fleet)
+            try:
+                return fleet.up()
+            except FleetUnavailable as exc:
+                reason = str(exc)
+            except FleetError as exc:
+                last = exc
+                fleet.down()
+                if pinned:
+                    break
+                continue
+            _unavailable(reason)
+        raise FleetError(f"could not bring up a {size}-host fleet: {last}")
+
+    def teardown(self) -> None:
+        errors = []
+        for fleet in reversed(self.created):
+            try:
+                fleet.down()
+            except Exception as exc:
+                errors.append(f"{fleet.state_dir}: {exc}")
+            else:
+                shutil.rmtree(fleet.state_dir, ignore_errors=True)
+        self.created.clear()
+        if errors:
+            pytest.fail("fleet teardown failed: " + "; ".join(errors), pytrace=False)
+
+
+@pytest.fixture
+def fleet_factory() -> Iterator[FleetFactory]:
+    """Make fleets for one test; all are torn down after it."""
+    factory = _Factory()
+    yield factory
+    factory.teardown()
+
+
+@pytest.fixture(scope="module")
+def module_fleet_factory() -> Iterator[FleetFactory]:
+    """Make fleets shared by the tests of one module; torn down after the module."""
+    factory = _Factory()
+    yield factory
+    factory.teardown()
