@@ -7,6 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export ANSIBLE_COLLECTIONS_PATH := $(CURDIR)/.collections
 export ANSIBLE_CONFIG := $(CURDIR)/ansible.cfg
+export TRADEOPS_AUDIT_DIR ?= $(CURDIR)/.audit
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 COLLECTION_DIR := .collections/ansible_collections/tradeops/algo
 PYTEST_ARGS ?=
@@ -60,10 +61,10 @@ molecule: setup
 	@scripts/molecule.sh
 
 demo: setup ## Start the simulated exchange, deploy the reference strategy here, show what works
-	@$(BIN)/python -m tradeops.demo
+	@$(BIN)/python scripts/demo.py
 
 demo-stop: ## Stop what the demo started
-	@$(BIN)/python -m tradeops.demo --stop
+	@$(BIN)/python scripts/demo.py --stop
 
 bench: setup ## Run the benchmarks; results in bench/results/*.json
 	@scripts/bench.sh

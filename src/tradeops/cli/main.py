@@ -20,6 +20,7 @@ SUBCOMMAND_MODULES: dict[str, str] = {
     "sim": "tradeops.sim.cli",
     "refapp": "tradeops.refapp.cli",
     "release": "tradeops.releases.cli",
+    "reset": "tradeops.cli.trading_state",
     "status": "tradeops.cli.status",
     "fleet": "tradeops.testing.fleet_cli",
 }

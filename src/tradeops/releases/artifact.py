@@ -48,6 +48,8 @@ release=$(cd "$(dirname "$0")/.." && pwd -P)
 venv=${TRADEOPS_VENV:-$(cd "$release/../.." && pwd -P)/venv}
 export PYTHONPATH="$release/site${PYTHONPATH:+:$PYTHONPATH}"
 export TRADEOPS_RELEASE_DIR="$release"
+# The running process reports the release it was started from, not the symlink.
+export TRADEOPS_RELEASE_ID="$(basename "$release")"
 exec "$venv/bin/python" -m tradeops.cli.main refapp run "$@"
 """
 

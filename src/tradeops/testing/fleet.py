@@ -748,6 +748,17 @@ class Fleet:
                 members[pid] = start
         return members
 
+    def stop_host(self, host: FleetHost | str | int) -> None:
+        """Stop one host (its sshd and everything in its namespace): it becomes unreachable.
+
+        Its data and state stay, so ``up()`` restarts it and ``down()`` still cleans up.
+        Tests use it to lose a host in the middle of a deploy.
+        """
+        h = self.host(host)
+        rec = self._load_state().get("hosts", {}).get(h.name)
+        if rec is not None:
+            self._stop_host(h.name, rec)
+
     def _stop_host(self, name: str, rec: dict[str, Any]) -> None:
         """Stop every process in the host's namespace, then its sshd: TERM, wait, KILL.
 

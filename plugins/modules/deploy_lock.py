@@ -1,0 +1,176 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: tradeops.algo maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: deploy_lock
+short_description: Take or release the per-host deploy lock
+version_added: "0.1.0"
+description:
+  - Takes C(deploy.lock) under O(root) for one deploy run, recording the owner, the
+    controller's pid and host, the time and the release.
+  - A lock held by another run is never taken over. The failure names the holder, and
+    says when the lock looks stale (older than O(ttl) or its process is gone).
+  - Releasing a lock held by another run needs O(force=true) and a O(reason); every
+    lock and unlock is written to the host's audit log C(state/audit.jsonl).
+requirements:
+  - The C(tradeops) Python library on the target, installed by the M(tradeops.algo.host) role.
+author:
+  - tradeops.algo maintainers (@tradeops)
+options:
+  root:
+    description: The tradeops data root on the host.
+    type: path
+    default: /srv/tradeops
+  state:
+    description: C(locked) takes the lock, C(unlocked) releases it.
+    type: str
+    choices: [locked, unlocked]
+    default: locked
+  run_id:
+    description: Identifies one deploy run; the same on every host of that run.
+    type: str
+    required: true
+  owner:
+    description: The operator (or CI job) running the deploy.
+    type: str
+    required: true
+  release_id:
+    description: The release being deployed.
+    type: str
+    default: ""
+  controller_host:
+    description: Host name of the controller running the deploy.
+    type: str
+    default: ""
+  controller_pid:
+    description: Process id of the deploy on the controller.
+    type: int
+    default: 0
+  ttl:
+    description: Seconds after which a lock is reported as stale.
+    type: int
+    default: 3600
+  force:
+    description: Release a lock held by another run. Needs O(reason).
+    type: bool
+    default: false
+  reason:
+    description: Why a lock is forcibly released; written to the audit log.
+    type: str
+attributes:
+  check_mode:
+    support: full
+    description: Reports whether the lock would be taken or released, and writes nothing.
+  diff_mode:
+    support: none
+    description: The lock file's content is returned as RV(holder) instead.
+  platform:
+    support: full
+    platforms: posix
+    description: Linux trading hosts.
+seealso:
+  - module: tradeops.algo.release
+"""
+
+EXAMPLES = r"""
+- name: Take the deploy lock
+  tradeops.algo.deploy_lock:
+    run_id: "{{ deploy_run_id }}"
+    owner: alice
+    release_id: 1.4.2-5f0c2a9d31be
+
+- name: Break a stale lock, on the record
+  tradeops.algo.deploy_lock:
+    state: unlocked
+    run_id: manual
+    owner: bob
+    force: true
+    reason: controller crashed mid-deploy, incident 4712
+"""
+
+RETURN = r"""
+holder:
+  description: The lock holder after the task (before it, when the task failed).
+  returned: always
+  type: dict
+  sample: {owner: alice, pid: 4242, host: ctl-1, run_id: 20261124T120000Z-1a2b, stale: false}
+"""
+
+import os
+from pathlib import Path
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tradeops.algo.plugins.module_utils.tradeops_lib import (
+    HAS_TRADEOPS,
+    require_tradeops,
+)
+
+if HAS_TRADEOPS:
+    from tradeops.releases.lock import DeployLock, LockHeldError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec={
+            "root": {"type": "path", "default": "/srv/tradeops"},
+            "state": {"type": "str", "default": "locked", "choices": ["locked", "unlocked"]},
+            "run_id": {"type": "str", "required": True},
+            "owner": {"type": "str", "required": True},
+            "release_id": {"type": "str", "default": ""},
+            "controller_host": {"type": "str", "default": ""},
+            "controller_pid": {"type": "int", "default": 0},
+            "ttl": {"type": "int", "default": 3600},
+            "force": {"type": "bool", "default": False},
+            "reason": {"type": "str"},
+        },
+        required_if=[("force", True, ["reason"])],
+        supports_check_mode=True,
+    )
+    require_tradeops(module)
+    p = module.params
+    root = p["root"]
+    if not os.path.isdir(os.path.join(root, "state")):
+        module.fail_json(msg="%s is not a bootstrapped tradeops root" % root)
+    lock = DeployLock(
+        path=Path(root) / "deploy.lock",
+        audit_path=Path(root) / "state" / "audit.jsonl",
+        ttl_s=p["ttl"],
+    )
+    holder = lock.read()
+    holder_dict = holder.as_dict() if holder else {}
+    if p["state"] == "locked":
+        if holder is not None and holder.run_id != p["run_id"]:
+            module.fail_json(msg=holder.describe(), holder=holder_dict)
+        if holder is not None or module.check_mode:
+            module.exit_json(changed=holder is None, holder=holder_dict)
+        try:
+            lock.acquire(
+                owner=p["owner"],
+                release_id=p["release_id"],
+                run_id=p["run_id"],
+                pid=p["controller_pid"],
+                host=p["controller_host"],
+            )
+        except LockHeldError as exc:
+            module.fail_json(msg=str(exc), holder=exc.info.as_dict())
+        module.exit_json(changed=True, holder=lock.read().as_dict())
+
+    if holder is None:
+        module.exit_json(changed=False, holder={})
+    if holder.run_id != p["run_id"] and not p["force"]:
+        module.fail_json(
+            msg="%s; set force=true and a reason to release it" % holder.describe(),
+            holder=holder_dict,
+        )
+    if not module.check_mode:
+        lock.release(p["run_id"], operator=p["owner"], reason=p["reason"] or "", force=p["force"])
+    module.exit_json(changed=True, holder=holder_dict)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,206 @@
+"""One entry point for the ``release`` module: plan, then (unless check mode) act.
+
+Every state is planned first with the ``plan_*`` functions, which read only;
+check mode returns the plan. Failures become ReleaseServiceError with a
+message an operator can act on.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tradeops.releases.activation import ActivationError, activate, plan_activate
+from tradeops.releases.fsutil import fsync_dir
+from tradeops.releases.layout import Layout
+from tradeops.releases.manifest import ManifestError
+from tradeops.releases.prune import plan_prune, prune
+from tradeops.releases.releaselog import ReleaseLog
+from tradeops.releases.staging import StageError, plan_stage, stage, validate_release_id
+
+
+class ReleaseServiceError(RuntimeError):
+    """The requested state cannot be reached; the message says why."""
+
+
+@dataclass
+class ReleaseRequest:
+    """The module's parameters."""
+
+    root: str
+    state: str
+    release_id: str | None = None
+    artifact: str | None = None
+    shared_links: dict[str, str] | None = None
+    keep: int = 5
+    reason: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What happened (or would happen in check mode)."""
+
+    changed: bool
+    result: dict[str, Any]
+    diff: dict[str, Any] | list[dict[str, Any]] | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _links(request: ReleaseRequest, release_id: str) -> dict[str, str]:
+    links = request.shared_links or {}
+    return {name: str(value).replace("{release_id}", release_id) for name, value in links.items()}
+
+
+def _ensure_link_targets(layout: Layout, links: dict[str, str]) -> None:
+    for sub in links.values():
+        (layout.shared / sub).mkdir(parents=True, exist_ok=True)
+
+
+def _staged(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcome:
+    rid = str(request.release_id)
+    links = _links(request, rid)
+    artifact = Path(str(request.artifact))
+    plan = plan_stage(layout, artifact, rid, links)
+    if plan.changed and not check_mode:
+        _ensure_link_targets(layout, links)
+        plan = stage(layout, artifact, rid, links)
+    result = {
+        "release_id": rid,
+        "version": plan.version,
+        "manifest_digest": plan.digest,
+        "action": plan.action,
+        "path": plan.path,
+        "current": layout.current_release(),
+    }
+    diff = None
+    if plan.action == "create":
+        diff = {"before": "", "after": f"{plan.path}/ (verified, {plan.version})\n"}
+    return Outcome(plan.changed, result, diff)
+
+
+def _active(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcome:
+    rid = str(request.release_id)
+    staged: Outcome | None = None
+    if request.artifact:
+        staged = _staged(layout, request, check_mode)
+        if check_mode and staged.result["action"] == "create":
+            # Not on disk yet: activation would follow a successful stage.
+            current = layout.current_release()
+            diff = {
+                "before": f"{layout.current} -> releases/{current}\n" if current else "",
+                "after": f"{layout.current} -> releases/{rid}\n",
+            }
+            result = {**staged.result, "action": "stage+activate", "previous": current}
+            return Outcome(True, result, diff)
+    plan = plan_activate(layout, rid)
+    if plan.changed and not check_mode:
+        plan = activate(layout, rid)
+    action = "activate" if plan.previous or not plan.log_repair else "repair-log"
+    if not plan.changed:
+        action = "none"
+    result = {
+        "release_id": rid,
+        "version": plan.version,
+        "manifest_digest": plan.digest,
+        "action": action,
+        "previous": plan.previous,
+        "current": rid if not check_mode else layout.current_release(),
+    }
+    changed = plan.changed or bool(staged and staged.changed)
+    swap_diff: dict[str, str] | None = None
+    if plan.previous is not None or layout.current_release() != rid:
+        swap_diff = plan.diff(layout)
+    return Outcome(changed, result, swap_diff)
+
+
+def _bad(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcome:
+    rid = str(request.release_id)
+    log = ReleaseLog(layout.release_log)
+    before = log.status_of(rid)
+    changed = before != "bad"
+    if changed and not check_mode:
+        log.append(rid, "bad", reason=request.reason or "")
+    result = {
+        "release_id": rid,
+        "action": "mark-bad" if changed else "none",
+        "current": layout.current_release(),
+    }
+    diff = {"before": f"{rid}: {before}\n", "after": f"{rid}: bad\n"} if changed else None
+    return Outcome(changed, result, diff)
+
+
+def _absent(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcome:
+    rid = str(request.release_id)
+    release_dir = layout.releases / rid
+    current = layout.current_release()
+    log = ReleaseLog(layout.release_log)
+    if rid == current:
+        raise ReleaseServiceError(f"release {rid} is active: activate another one first")
+    if rid == log.rollback_target(current):
+        raise ReleaseServiceError(f"release {rid} is the rollback target: refusing to remove it")
+    changed = release_dir.exists()
+    if changed and not check_mode:
+        doomed = layout.staging / f"{rid}.remove"
+        release_dir.rename(doomed)
+        fsync_dir(layout.releases)
+        shutil.rmtree(doomed)
+        log.append(rid, "pruned", reason=request.reason or "state=absent")
+    result: dict[str, Any] = {
+        "release_id": rid,
+        "action": "remove" if changed else "none",
+        "current": current,
+        "removed": [rid] if changed else [],
+    }
+    diff = {"before": f"{release_dir}/\n", "after": ""} if changed else None
+    return Outcome(changed, result, diff)
+
+
+def _pruned(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcome:
+    plan = plan_prune(layout, request.keep)
+    if plan.changed and not check_mode:
+        plan = prune(layout, request.keep)
+    result = {
+        "action": "prune" if plan.changed else "none",
+        "removed": plan.remove,
+        "kept": plan.keep,
+        "unknown": plan.unknown,
+        "current": layout.current_release(),
+    }
+    diff = None
+    if plan.changed:
+        diff = {
+            "before": "".join(f"releases/{r}/\n" for r in [*plan.keep, *plan.remove]),
+            "after": "".join(f"releases/{r}/\n" for r in plan.keep),
+        }
+    return Outcome(plan.changed, result, diff)
+
+
+HANDLERS = {
+    "staged": _staged,
+    "active": _active,
+    "bad": _bad,
+    "absent": _absent,
+    "pruned": _pruned,
+}
+
+
+def run_release(request: ReleaseRequest, check_mode: bool = False) -> Outcome:
+    """Bring the release named in ``request`` to its state; see the module docs."""
+    handler = HANDLERS.get(request.state)
+    if handler is None:
+        raise ReleaseServiceError(f"unknown state {request.state!r}")
+    try:
+        layout = Layout.at(request.root)
+        if not layout.releases.is_dir():
+            raise ReleaseServiceError(
+                f"{layout.releases} does not exist: bootstrap the host with tradeops.algo.host"
+            )
+        if request.release_id is not None:
+            validate_release_id(request.release_id)
+        return handler(layout, request, check_mode)
+    except (StageError, ActivationError, ManifestError, ValueError) as exc:
+        raise ReleaseServiceError(str(exc)) from exc
+    except OSError as exc:
+        raise ReleaseServiceError(f"{request.state} {request.release_id or ''}: {exc}") from exc
