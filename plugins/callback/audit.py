@@ -62,9 +62,15 @@ RANK = {"ok": 0, "skipped": 0, "changed": 1, "failed": 2, "unreachable": 3}
 
 
 def phase_of(task_name):
-    """Return the deploy phase named by a task, or None."""
-    head = (task_name or "").split(" | ", 1)[0].strip().lower()
-    return head if head in PHASES and " | " in (task_name or "") else None
+    """Return the deploy phase named by a task, or None.
+
+    Task names of roles come as ``tradeops.algo.release : Stage | Copy ...``.
+    """
+    name = task_name or ""
+    if " : " in name:
+        name = name.split(" : ", 1)[1]
+    head = name.split(" | ", 1)[0].strip().lower()
+    return head if head in PHASES and " | " in name else None
 
 
 class CallbackModule(CallbackBase):
@@ -81,12 +87,19 @@ class CallbackModule(CallbackBase):
         self._release = {}  # release_id, run_id seen in results
         self._path = None
         self._playbook = ""
+        self._task_started = time.time()
 
     def set_options(self, task_keys=None, var_options=None, direct=None):
         super().set_options(task_keys=task_keys, var_options=var_options, direct=direct)
         audit_dir = os.path.expanduser(self.get_option("audit_dir"))
         os.makedirs(audit_dir, exist_ok=True)
         self._path = os.path.join(audit_dir, "deploy-audit.jsonl")
+
+    def v2_playbook_on_task_start(self, task, is_conditional):
+        self._task_started = time.time()
+
+    def v2_playbook_on_handler_task_start(self, task):
+        self._task_started = time.time()
 
     def v2_playbook_on_start(self, playbook):
         self._playbook = os.path.basename(playbook._file_name)
@@ -111,7 +124,7 @@ class CallbackModule(CallbackBase):
             self._flush(host)
             current = None
         if current is None:
-            current = {"phase": phase, "start": now, "outcome": "ok", "tasks": 0}
+            current = {"phase": phase, "start": self._task_started, "outcome": "ok", "tasks": 0}
             self._open[host] = current
         current["tasks"] += 1
         current["end"] = now

@@ -97,6 +97,6 @@ def register(subparsers: Any) -> None:
     show.set_defaults(handler=_cmd_show)
     init = sub.add_parser("init", help="create the state file as HALTED when it is missing")
     _common(init)
-    init.add_argument("--who", default="tradeops.algo.host", help="recorded author")
-    init.add_argument("--reason", default="new host: HALTED until an operator resets it")
+    init.add_argument("--who", default="host role", help="recorded author")
+    init.add_argument("--reason", default="new host", help="recorded reason")
     init.set_defaults(handler=_cmd_init)

@@ -3,7 +3,8 @@
 ``current`` is replaced by rename(2) of a new symlink created under a
 temporary name, then the directory is fsync'd: every reader sees either the
 old target or the new one. Activation refuses a release that is missing,
-fails verification, or is marked bad.
+was never staged (not in the release log), fails verification, does not have
+the digest the log recorded when it was staged, or is marked bad.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from tradeops.releases.fsutil import swap_symlink
+from tradeops.releases.fsutil import crashpoint, swap_symlink
 from tradeops.releases.layout import Layout
 from tradeops.releases.manifest import Manifest, ManifestError, verify_tree
 from tradeops.releases.releaselog import ReleaseLog
@@ -33,6 +34,7 @@ class ActivationPlan:
     log_repair: bool
     version: str
     digest: str
+    swap: bool = True  # whether ``current`` must be (re)pointed
 
     def diff(self, layout: Layout) -> dict[str, str]:
         """Ansible-style before/after of the ``current`` symlink."""
@@ -49,48 +51,94 @@ def verified_manifest(
     release_dir: Path, links: frozenset[str] = frozenset(DEFAULT_SHARED_LINKS)
 ) -> Manifest:
     """Load and fully verify a staged release, or raise ActivationError."""
-    if not release_dir.is_dir():
+    if release_dir.is_symlink() or not release_dir.is_dir():
         raise ActivationError(f"release {release_dir.name} is not staged ({release_dir} missing)")
     try:
         manifest = Manifest.load(release_dir)
+        result = verify_tree(release_dir, manifest, ignore=links)
     except ManifestError as exc:
         raise ActivationError(f"release {release_dir.name} is unverified: {exc}") from exc
-    result = verify_tree(release_dir, manifest, ignore=links)
     if not result.ok:
         raise ActivationError(f"release {release_dir.name} fails verification: {result.describe()}")
     return manifest
 
 
-def plan_activate(layout: Layout, release_id: str) -> ActivationPlan:
-    """Decide what activating ``release_id`` needs, changing nothing."""
+def _points_at(layout: Layout, release_id: str) -> bool:
+    """True when ``current`` is a symlink that resolves to ``releases/<release_id>``."""
+    if not layout.current.is_symlink():
+        return False
+    return os.path.realpath(layout.current) == os.path.realpath(layout.releases / release_id)
+
+
+def plan_activate(
+    layout: Layout, release_id: str, links: frozenset[str] | None = None
+) -> ActivationPlan:
+    """Decide what activating ``release_id`` needs, changing nothing.
+
+    ``links`` are the shared-link names staging added (default: ``DEFAULT_SHARED_LINKS``).
+    """
     log = ReleaseLog(layout.release_log)
-    if log.status_of(release_id) == "bad":
+    record = log.releases().get(release_id)
+    if record is not None and record.status == "bad":
         raise ActivationError(f"release {release_id} is marked bad: refusing to activate it")
-    manifest = verified_manifest(layout.releases / release_id)
-    current = layout.current_release()
-    logged_active = log.status_of(release_id) == "active"
+    if record is None or record.status == "pruned":
+        raise ActivationError(
+            f"release {release_id} is unverified: the release log has no staging of it "
+            "(stage it first)"
+        )
+    links = frozenset(DEFAULT_SHARED_LINKS) if links is None else links
+    manifest = verified_manifest(layout.releases / release_id, links)
+    if record.digest and record.digest != manifest.digest:
+        raise ActivationError(
+            f"release {release_id} is unverified: its MANIFEST digest {manifest.digest[:12]} "
+            f"is not the one staged ({record.digest[:12]})"
+        )
+    try:
+        current = layout.current_release()
+    except RuntimeError as exc:
+        raise ActivationError(f"refusing to replace {layout.current}: {exc}") from exc
+    swap = not _points_at(layout, release_id)
+    logged_active = record.status == "active"
     return ActivationPlan(
         release_id=release_id,
         previous=current if current != release_id else None,
-        changed=current != release_id or not logged_active,
-        log_repair=current == release_id and not logged_active,
+        changed=swap or not logged_active,
+        log_repair=not swap and not logged_active,
         version=manifest.version,
         digest=manifest.digest,
+        swap=swap,
     )
 
 
-def activate(layout: Layout, release_id: str) -> ActivationPlan:
-    """Make ``release_id`` the active release (idempotent; repairs the log after a crash)."""
-    plan = plan_activate(layout, release_id)
+def activate(
+    layout: Layout, release_id: str, links: frozenset[str] | None = None
+) -> ActivationPlan:
+    """Make ``release_id`` the active release (idempotent; repairs the log after a crash).
+
+    Order: swap ``current`` first, then log the other active release(s) as
+    ``previous`` and this one as ``active``. A crash between the swap and the
+    log leaves ``current`` right and the log behind; the next run repairs the log.
+    """
+    plan = plan_activate(layout, release_id, links)
     log = ReleaseLog(layout.release_log)
-    if plan.previous is not None or not layout.current.exists():
+    crashpoint("activate:planned")
+    if plan.swap:
         swap_symlink(layout.current, os.path.join("releases", release_id))
     if plan.changed:
         view = log.releases()
-        for other in view.values():
-            if other.status == "active" and other.release_id != release_id:
-                log.append(other.release_id, "previous")
-        if plan.previous and view.get(plan.previous, None) is None:
-            log.append(plan.previous, "previous")
+        demote = [
+            r.release_id
+            for r in sorted(view.values(), key=lambda rec: rec.seq)
+            if r.status == "active" and r.release_id != release_id
+        ]
+        # The release ``current`` pointed at goes last: it is the rollback target.
+        if plan.previous is not None:
+            before = view.get(plan.previous)
+            if before is None or before.status in ("staged", "active"):
+                demote = [rid for rid in demote if rid != plan.previous] + [plan.previous]
+        for rid in demote:
+            log.append(rid, "previous")
+            crashpoint("activate:logged-previous")
         log.append(release_id, "active", version=plan.version, digest=plan.digest)
+        crashpoint("activate:logged-active")
     return plan

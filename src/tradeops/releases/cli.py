@@ -33,7 +33,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     root = Path(args.release_dir)
     try:
         manifest = Manifest.load(root)
-        result = verify_tree(root, manifest)
+        result = verify_tree(root, manifest, ignore=frozenset(args.link))
     except ManifestError as exc:
         return fail(str(exc), 2)
     data: dict[str, Any] = {
@@ -68,5 +68,11 @@ def register(subparsers: Any) -> None:
 
     verify = sub.add_parser("verify", help="verify an unpacked release against its MANIFEST")
     verify.add_argument("release_dir", help="directory holding MANIFEST")
+    verify.add_argument(
+        "--link",
+        action="append",
+        default=["log", "secrets", "etc"],
+        help="name of a shared link staging added (default: log, secrets, etc)",
+    )
     verify.add_argument("--json", action="store_true", help="print JSON")
     verify.set_defaults(handler=_cmd_verify)

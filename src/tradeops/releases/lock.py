@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tradeops.log import utc_now_iso
-from tradeops.releases.fsutil import append_line, fsync_dir
+from tradeops.releases.fsutil import append_line, fsync_dir, write_all
 
 DEFAULT_TTL_S = 3600
 
@@ -67,6 +67,8 @@ class LockInfo:
 
 
 def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -74,6 +76,13 @@ def _pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _number(value: Any) -> float:
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
 
 
 class DeployLock:
@@ -87,20 +96,24 @@ class DeployLock:
     def read(self) -> LockInfo | None:
         """Return the current holder, or None when unlocked."""
         try:
-            data = json.loads(self.path.read_text(encoding="utf-8"))
+            raw = self.path.read_bytes()
         except FileNotFoundError:
             return None
+        try:
+            data = json.loads(raw.decode("utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
             data = {}
-        since = float(data.get("since", 0) or 0)
+        if not isinstance(data, dict):
+            data = {}
+        since = _number(data.get("since"))
         host = str(data.get("host", "?"))
-        pid = int(data.get("pid", 0) or 0)
+        pid = int(_number(data.get("pid")))
         stale_reason = ""
         if not data:
             stale_reason = "unreadable lock file"
         elif time.time() - since > self.ttl_s:
             stale_reason = f"older than {self.ttl_s}s"
-        elif host == socket.gethostname() and pid and not _pid_alive(pid):
+        elif host == socket.gethostname() and pid > 0 and not _pid_alive(pid):
             stale_reason = f"pid {pid} is gone"
         return LockInfo(
             owner=str(data.get("owner", "?")),
@@ -116,7 +129,9 @@ class DeployLock:
     def acquire(self, owner: str, release_id: str, run_id: str, pid: int, host: str) -> bool:
         """Take the lock; True if newly taken, False if this run already holds it.
 
-        Raises LockHeldError when anyone else holds it, stale or not.
+        Raises LockHeldError when anyone else holds it, stale or not. The lock
+        file appears complete or not at all: it is written and fsync'd under a
+        temporary name, then hard-linked into place (link(2) fails if it exists).
         """
         record = {
             "owner": owner,
@@ -126,33 +141,49 @@ class DeployLock:
             "release_id": release_id,
             "run_id": run_id,
         }
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        except FileExistsError:
-            info = self.read()
-            if info is not None and info.run_id == run_id and not info.stale:
-                return False
-            if info is None:  # released between our open and read: try once more
-                return self.acquire(owner, release_id, run_id, pid, host)
-            raise LockHeldError(info) from None
-        try:
-            os.write(fd, json.dumps(record, sort_keys=True).encode())
-            os.fsync(fd)
+            try:
+                write_all(fd, json.dumps(record, sort_keys=True).encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            for _attempt in range(3):
+                try:
+                    os.link(tmp, self.path)
+                except FileExistsError:
+                    info = self.read()
+                    if info is None:  # released between our link and read: try again
+                        continue
+                    if info.run_id == run_id and not info.stale:
+                        return False
+                    raise LockHeldError(info) from None
+                break
+            else:
+                raise RuntimeError(f"{self.path}: the lock keeps changing hands; try again")
         finally:
-            os.close(fd)
+            tmp.unlink(missing_ok=True)
         fsync_dir(self.path.parent)
-        self._audit("lock", owner=owner, release_id=release_id, run_id=run_id)
+        self._audit(
+            "lock", owner=owner, release_id=release_id, run_id=run_id, pid=pid, holder_host=host
+        )
         return True
 
     def release(self, run_id: str, operator: str, reason: str = "", force: bool = False) -> bool:
-        """Remove the lock; True if removed. Only its run may, unless ``force`` (audited)."""
+        """Remove the lock; True if removed. Only its run may, unless ``force``.
+
+        A forced unlock needs a reason and an audit log; it is always audited.
+        """
         info = self.read()
         if info is None:
             return False
         if info.run_id != run_id and not force:
             raise LockHeldError(info)
-        if force and not reason:
+        if force and not reason.strip():
             raise ValueError("a forced unlock needs a reason")
+        if force and self.audit_path is None:
+            raise ValueError("a forced unlock must be audited: no audit log is configured")
         self.path.unlink(missing_ok=True)
         fsync_dir(self.path.parent)
         self._audit(
@@ -167,5 +198,11 @@ class DeployLock:
     def _audit(self, event: str, **fields: Any) -> None:
         if self.audit_path is None:
             return
-        record = {"ts": utc_now_iso(), "component": "release", "event": event, **fields}
+        record = {
+            "ts": utc_now_iso(),
+            "component": "release",
+            "host": socket.gethostname(),
+            "event": event,
+            **fields,
+        }
         append_line(self.audit_path, json.dumps(record, sort_keys=True, default=str))

@@ -32,19 +32,28 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tree_files(root: Path) -> list[str]:
+def tree_files(root: Path, links: frozenset[str] = frozenset()) -> list[str]:
     """Return every regular file under ``root`` as sorted POSIX relative paths.
 
     Symlinks and special files are refused: a release holds plain files only.
+    The exception is ``links``: relative paths that may be symlinks (the shared
+    links staging adds); such a symlink is skipped, neither listed nor followed.
     """
     found: list[str] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames.sort()
+        skipped: set[str] = set()
         for name in [*filenames, *dirnames]:
             path = Path(dirpath) / name
             if path.is_symlink():
-                raise ManifestError(f"release trees hold no symlinks: {path.relative_to(root)}")
+                rel = path.relative_to(root).as_posix()
+                if rel not in links:
+                    raise ManifestError(f"release trees hold no symlinks: {rel}")
+                skipped.add(name)
+        dirnames[:] = [name for name in dirnames if name not in skipped]
         for name in filenames:
+            if name in skipped:
+                continue
             path = Path(dirpath) / name
             if not path.is_file():
                 raise ManifestError(f"not a regular file: {path.relative_to(root)}")
@@ -96,7 +105,12 @@ class Manifest:
         for path in files:
             if path.startswith("/") or ".." in Path(path).parts or path == MANIFEST_NAME:
                 raise ManifestError(f"MANIFEST lists an unsafe path: {path}")
-        manifest = cls(str(data["name"]), str(data["version"]), files, data.get("build") or {})
+        if not isinstance(data.get("name"), str) or not isinstance(data.get("version"), str):
+            raise ManifestError("MANIFEST must name the release and its version")
+        build = data.get("build") or {}
+        if not isinstance(build, dict):
+            raise ManifestError("MANIFEST build info must be a mapping")
+        manifest = cls(data["name"], data["version"], files, build)
         if data.get("digest") != manifest.digest:
             raise ManifestError("MANIFEST digest does not match its file table")
         return manifest
@@ -108,6 +122,8 @@ class Manifest:
             return cls.from_json((release_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise ManifestError(f"no {MANIFEST_NAME} in {release_dir}") from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ManifestError(f"cannot read {release_dir / MANIFEST_NAME}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -142,8 +158,12 @@ class Verification:
 def verify_tree(
     root: Path, manifest: Manifest, ignore: frozenset[str] = frozenset()
 ) -> Verification:
-    """Compare every file under ``root`` with ``manifest`` (MANIFEST itself excluded)."""
-    present = set(tree_files(root)) - {MANIFEST_NAME} - ignore
+    """Compare every file under ``root`` with ``manifest`` (MANIFEST itself excluded).
+
+    ``ignore`` names the symlinks that staging adds (shared paths): they are
+    skipped. Anything else at those paths (a file, a directory) is compared as usual.
+    """
+    present = set(tree_files(root, links=ignore)) - {MANIFEST_NAME}
     listed = set(manifest.files)
     mismatched = [p for p in sorted(present & listed) if sha256_file(root / p) != manifest.files[p]]
     return Verification(sorted(listed - present), sorted(present - listed), mismatched)

@@ -1,7 +1,8 @@
 """Prune old releases: keep N, never the active one or the rollback target.
 
 Which releases are old comes from the release log's order, never from mtimes.
-Directories that the log does not know are reported and left alone.
+Directories that the log does not know (or records as pruned) are reported and
+left alone.
 """
 
 from __future__ import annotations
@@ -9,9 +10,11 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 
-from tradeops.releases.fsutil import fsync_dir
+from tradeops.releases.fsutil import crashpoint, fsync_dir
 from tradeops.releases.layout import Layout
 from tradeops.releases.releaselog import ReleaseLog
+
+PRUNE_SUFFIX = ".prune"
 
 
 @dataclass
@@ -28,23 +31,38 @@ class PrunePlan:
         return bool(self.remove)
 
 
+def _present(layout: Layout) -> set[str]:
+    if not layout.releases.is_dir():
+        return set()
+    return {
+        p.name
+        for p in layout.releases.iterdir()
+        if p.is_dir() and not p.is_symlink() and not p.name.startswith(".")
+    }
+
+
 def plan_prune(layout: Layout, keep: int) -> PrunePlan:
-    """Decide which releases to remove, changing nothing."""
+    """Decide which releases to remove, changing nothing.
+
+    Kept whatever their age: the release ``current`` points to, any release the
+    log says is active (after a crash between the swap and the log they differ),
+    and the rollback target. Unknown directories are reported, never removed.
+    """
     if keep < 1:
         raise ValueError("keep must be at least 1")
     log = ReleaseLog(layout.release_log)
-    active = layout.current_release()
-    rollback = log.rollback_target(active)
-    present = {
-        p.name for p in layout.releases.iterdir() if p.is_dir() and not p.name.startswith(".")
-    }
+    current = layout.current_release()
+    rollback = log.rollback_target(current)
+    present = _present(layout)
     ordered = [r for r in log.ordered() if r.release_id in present and r.status != "pruned"]
-    plan = PrunePlan(unknown=sorted(present - {r.release_id for r in log.ordered()}))
+    plan = PrunePlan(unknown=sorted(present - {r.release_id for r in ordered}))
     newest = {r.release_id for r in ordered[-keep:]}
     for record in ordered:
         rid = record.release_id
-        if rid == active:
+        if rid == current:
             plan.keep[rid] = "active"
+        elif record.status == "active":
+            plan.keep[rid] = "active in the release log"
         elif rid == rollback:
             plan.keep[rid] = "rollback target"
         elif rid in newest:
@@ -54,15 +72,37 @@ def plan_prune(layout: Layout, keep: int) -> PrunePlan:
     return plan
 
 
+def _finish_leftovers(layout: Layout, log: ReleaseLog) -> None:
+    """Complete removals a crash interrupted: ``.staging/<id>.prune`` directories."""
+    if not layout.staging.is_dir():
+        return
+    for doomed in sorted(layout.staging.iterdir()):
+        if not doomed.name.endswith(PRUNE_SUFFIX) or doomed.is_symlink():
+            continue
+        rid = doomed.name[: -len(PRUNE_SUFFIX)]
+        if log.status_of(rid) not in (None, "pruned"):
+            log.append(rid, "pruned")
+        shutil.rmtree(doomed)
+
+
 def prune(layout: Layout, keep: int) -> PrunePlan:
-    """Remove the releases ``plan_prune`` selects and record them as pruned."""
+    """Remove the releases ``plan_prune`` selects and record them as pruned.
+
+    Each release is renamed out of ``releases/`` first (atomic), then logged as
+    pruned, then deleted; a crash part-way is completed by the next run.
+    """
     plan = plan_prune(layout, keep)
     log = ReleaseLog(layout.release_log)
+    _finish_leftovers(layout, log)
+    if plan.remove:
+        layout.staging.mkdir(parents=True, exist_ok=True)
     for rid in plan.remove:
-        # Rename out of releases/ first so a crash never leaves half a release there.
-        doomed = layout.staging / f"{rid}.prune"
+        doomed = layout.staging / f"{rid}{PRUNE_SUFFIX}"
         (layout.releases / rid).rename(doomed)
         fsync_dir(layout.releases)
-        shutil.rmtree(doomed)
+        fsync_dir(layout.staging)
+        crashpoint("prune:renamed")
         log.append(rid, "pruned")
+        crashpoint("prune:logged")
+        shutil.rmtree(doomed)
     return plan

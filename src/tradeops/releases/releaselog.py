@@ -1,8 +1,9 @@
 """The release log: an append-only, fsync'd JSON-lines record of release order and status.
 
-All ordering comes from this log (the sequence number of the first ``staged``
-record), never from mtimes. Statuses: ``staged``, ``active``, ``previous``,
-``bad``, ``rolled-back``, ``pruned``. The latest record of a release wins.
+All ordering comes from this log (the position of a release's first record, or
+of its ``staged`` record after it was pruned), never from mtimes or clocks.
+Statuses: ``staged``, ``active``, ``previous``, ``bad``, ``rolled-back``,
+``pruned``. The latest record of a release wins.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ class ReleaseRecord:
     version: str
     digest: str
     status: str
-    order: int  # position of the first 'staged' record: release order
+    order: int  # position of the first record (or re-staging after a prune): release order
     updated: str
+    seq: int = -1  # position of the latest record: recency, independent of clocks
 
 
 class ReleaseLog:
@@ -37,18 +39,23 @@ class ReleaseLog:
         self.path = path
 
     def entries(self) -> list[dict[str, Any]]:
-        """Every well-formed record, in order; a torn last line is skipped."""
+        """Every well-formed record, in order; a torn or malformed line is skipped."""
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            text = self.path.read_text(encoding="utf-8", errors="replace")
         except FileNotFoundError:
             return []
         out = []
-        for line in lines:
+        for line in text.splitlines():
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a crash mid-append leaves at most one torn line
-            if isinstance(record, dict) and record.get("status") in STATUSES:
+            if (
+                isinstance(record, dict)
+                and record.get("status") in STATUSES
+                and isinstance(record.get("release_id"), str)
+                and record["release_id"]
+            ):
                 out.append(record)
         return out
 
@@ -64,15 +71,18 @@ class ReleaseLog:
         """Fold the log into the latest view of each release, keyed by id."""
         view: dict[str, ReleaseRecord] = {}
         for index, entry in enumerate(self.entries()):
-            rid = str(entry.get("release_id", ""))
+            rid = entry["release_id"]
             old = view.get(rid)
+            status = str(entry["status"])
+            restaged = old is not None and old.status == "pruned" and status == "staged"
             view[rid] = ReleaseRecord(
                 release_id=rid,
                 version=str(entry.get("version") or (old.version if old else "")),
                 digest=str(entry.get("digest") or (old.digest if old else "")),
-                status=str(entry["status"]),
-                order=old.order if old else index,
+                status=status,
+                order=old.order if old and not restaged else index,
                 updated=str(entry.get("ts", "")),
+                seq=index,
             )
         return view
 
@@ -86,8 +96,13 @@ class ReleaseLog:
         return record.status if record else None
 
     def rollback_target(self, active_id: str | None) -> str | None:
-        """The release to go back to: the latest ``previous`` one that is not bad."""
+        """The release to go back to: the one most recently made ``previous`` (not bad).
+
+        Recency is the position in the log, not the timestamps (clocks can step back).
+        """
         candidates = [
-            r for r in self.ordered() if r.status == "previous" and r.release_id != active_id
+            r
+            for r in self.releases().values()
+            if r.status == "previous" and r.release_id != active_id
         ]
-        return max(candidates, key=lambda r: r.updated).release_id if candidates else None
+        return max(candidates, key=lambda r: r.seq).release_id if candidates else None

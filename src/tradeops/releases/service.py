@@ -94,9 +94,10 @@ def _active(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
             }
             result = {**staged.result, "action": "stage+activate", "previous": current}
             return Outcome(True, result, diff)
-    plan = plan_activate(layout, rid)
+    names = frozenset(_links(request, rid))
+    plan = plan_activate(layout, rid, names)
     if plan.changed and not check_mode:
-        plan = activate(layout, rid)
+        plan = activate(layout, rid, names)
     action = "activate" if plan.previous or not plan.log_repair else "repair-log"
     if not plan.changed:
         action = "none"

@@ -4,19 +4,22 @@ A crash at any moment leaves either no release or a complete one: the tree is
 built in ``releases/.staging/<id>.partial`` and becomes ``releases/<id>`` only
 by one rename(2) after everything in it is verified and fsync'd. Re-running
 converges: a leftover ``.partial`` is removed, an existing identical release is
-a no-op, and an existing release with another digest is refused.
+a no-op, and a release id already used (on disk or in the release log) with
+another digest is refused.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tarfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tradeops.releases.fsutil import fsync_dir, fsync_tree
+from tradeops.releases.fsutil import crashpoint, fsync_dir, fsync_tree
 from tradeops.releases.layout import Layout
 from tradeops.releases.manifest import MANIFEST_NAME, Manifest, ManifestError, verify_tree
 from tradeops.releases.releaselog import ReleaseLog
@@ -46,8 +49,6 @@ class StagePlan:
 
 def validate_release_id(release_id: str) -> str:
     """Return ``release_id`` or raise with the rule it breaks."""
-    import re
-
     if not re.match(RELEASE_ID_RE_TEXT, release_id):
         raise StageError(
             f"invalid release id {release_id!r}: letters, digits and . _ + -, "
@@ -66,7 +67,9 @@ def read_artifact_manifest(artifact: Path) -> Manifest:
             return Manifest.from_json(member.read().decode("utf-8"))
     except KeyError as exc:
         raise StageError(f"{artifact}: no MANIFEST in the artifact") from exc
-    except (tarfile.TarError, OSError, EOFError) as exc:
+    except UnicodeDecodeError as exc:
+        raise StageError(f"{artifact}: MANIFEST is not UTF-8: {exc}") from exc
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise StageError(f"{artifact}: cannot read the artifact: {exc}") from exc
     except ManifestError as exc:
         raise StageError(f"{artifact}: {exc}") from exc
@@ -75,6 +78,8 @@ def read_artifact_manifest(artifact: Path) -> Manifest:
 def _check_existing(
     release_dir: Path, manifest: Manifest, links: dict[str, str], verify: bool
 ) -> None:
+    if release_dir.is_symlink() or not release_dir.is_dir():
+        raise StageError(f"{release_dir} exists but is not a release directory")
     try:
         existing = Manifest.load(release_dir)
     except ManifestError as exc:
@@ -86,7 +91,12 @@ def _check_existing(
             "reuse a release id for different content"
         )
     if verify:
-        result = verify_tree(release_dir, existing, ignore=frozenset(links))
+        try:
+            result = verify_tree(release_dir, existing, ignore=frozenset(links))
+        except ManifestError as exc:
+            raise StageError(
+                f"existing release {release_dir.name} fails verification: {exc}"
+            ) from exc
         if not result.ok:
             raise StageError(
                 f"existing release {release_dir.name} fails verification: {result.describe()}"
@@ -107,15 +117,22 @@ def plan_stage(
     manifest = read_artifact_manifest(artifact)
     release_dir = layout.releases / release_id
     log = ReleaseLog(layout.release_log)
-    if release_dir.exists():
+    logged = log.releases().get(release_id)
+    if logged is not None and logged.digest and logged.digest != manifest.digest:
+        raise StageError(
+            f"release id {release_id} is in the release log with manifest digest "
+            f"{logged.digest[:12]}, the artifact has {manifest.digest[:12]}: refusing to "
+            "reuse a release id for different content"
+        )
+    if release_dir.exists() or release_dir.is_symlink():
         _check_existing(release_dir, manifest, links, verify=True)
-        logged = log.status_of(release_id) is not None
+        known = logged is not None and logged.status != "pruned"
         return StagePlan(
             release_id,
             manifest.version,
             manifest.digest,
-            changed=not logged,
-            action="none" if logged else "log-only",
+            changed=not known,
+            action="none" if known else "log-only",
             path=str(release_dir),
         )
     return StagePlan(
@@ -123,13 +140,42 @@ def plan_stage(
     )
 
 
+# Extraction filters (PEP 706) exist from Python 3.11.4 on.
+HAS_TAR_FILTERS = hasattr(tarfile, "data_filter")
+
+
+def _check_member(member: tarfile.TarInfo) -> None:
+    if not (member.isfile() or member.isdir()):
+        raise StageError(f"artifact holds a link or special file: {member.name}")
+    parts = member.name.split("/")
+    if member.name.startswith("/") or ".." in parts:
+        raise StageError(f"artifact member escapes the release directory: {member.name}")
+
+
 def _extract(artifact: Path, dest: Path) -> None:
-    with tarfile.open(artifact, "r:gz") as tar:
-        for member in tar.getmembers():
-            if not (member.isfile() or member.isdir()):
-                raise StageError(f"artifact holds a link or special file: {member.name}")
-        # The 'data' filter refuses absolute paths, '..' and device files.
-        tar.extractall(dest, filter="data")
+    try:
+        with tarfile.open(artifact, "r:gz") as tar:
+            members = tar.getmembers()
+            for member in members:
+                _check_member(member)
+            for member in members:
+                if HAS_TAR_FILTERS:
+                    # The 'data' filter also refuses absolute paths, '..' and device files.
+                    tar.extract(member, dest, filter="data")
+                else:
+                    # Python < 3.11.4 (Debian 12's 3.11.2) has no extraction filters:
+                    # _check_member above already refused links, devices, '..' and '/'.
+                    tar.extract(member, dest)
+                crashpoint("stage:extract")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise StageError(f"{artifact}: cannot unpack the artifact: {exc}") from exc
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def stage(
@@ -146,32 +192,50 @@ def stage(
         return plan
     if plan.action == "log-only":
         log.append(release_id, "staged", version=plan.version, digest=plan.digest)
+        crashpoint("stage:logged")
         return plan
 
     layout.staging.mkdir(parents=True, exist_ok=True)
     partial = layout.staging / f"{release_id}.partial"
-    if partial.exists():
-        shutil.rmtree(partial)  # left by a crash: never trusted, always rebuilt
+    final = layout.releases / release_id
+    if partial.exists() or partial.is_symlink():
+        _remove(partial)  # left by a crash: never trusted, always rebuilt
+        crashpoint("stage:leftover-removed")
     partial.mkdir(mode=0o755)
+    crashpoint("stage:partial-created")
     try:
         _extract(artifact, partial)
-        manifest = Manifest.load(partial)
+        try:
+            manifest = Manifest.load(partial)
+        except ManifestError as exc:
+            raise StageError(f"{artifact}: {exc}") from exc
         if manifest.digest != plan.digest:
             raise StageError("the artifact changed while it was being staged")
-        result = verify_tree(partial, manifest)
+        crashpoint("stage:before-verify")
+        try:
+            result = verify_tree(partial, manifest)
+        except ManifestError as exc:
+            raise StageError(f"artifact fails verification: {exc}") from exc
         if not result.ok:
             raise StageError(f"artifact fails verification: {result.describe()}")
+        crashpoint("stage:verified")
         for name, shared_sub in links.items():
-            if (partial / name).exists():
+            if (partial / name).exists() or (partial / name).is_symlink():
                 raise StageError(f"shared link {name} collides with a file of the release")
             target = layout.shared / shared_sub
-            os.symlink(os.path.relpath(target, partial.parent.parent / release_id), partial / name)
+            os.symlink(os.path.relpath(target, final), partial / name)
+            crashpoint("stage:link")
         fsync_tree(partial)
-        os.rename(partial, layout.releases / release_id)
+        crashpoint("stage:before-rename")
+        os.rename(partial, final)
+        crashpoint("stage:renamed")
         fsync_dir(layout.releases)
+        crashpoint("stage:releases-fsynced")
         fsync_dir(layout.staging)
+        crashpoint("stage:staging-fsynced")
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
     log.append(release_id, "staged", version=plan.version, digest=plan.digest)
+    crashpoint("stage:logged")
     return plan

@@ -61,6 +61,7 @@ def test_one_offender_is_named(host_report, live: bool, reason: str) -> None:
     ("name", "phase"),
     [
         ("Stage | Copy the artifact, one archive per host", "stage"),
+        ("tradeops.algo.release : Verify | Read the release", "verify"),
         ("Gate | Stop with no host activated", "gate"),
         ("Install tradeops", None),
         ("Stage phase", None),

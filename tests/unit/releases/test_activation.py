@@ -1,0 +1,244 @@
+"""Activation: atomic swap of ``current``, refusals, idempotence, log repair after a crash."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from tradeops.releases.activation import (
+    ActivationError,
+    activate,
+    plan_activate,
+    verified_manifest,
+)
+from tradeops.releases.fsutil import swap_symlink
+from tradeops.releases.layout import LAYOUT_DIRS, Layout
+from tradeops.releases.manifest import MANIFEST_NAME, Manifest
+from tradeops.releases.releaselog import ReleaseLog
+from tradeops.releases.staging import stage
+
+
+def make_layout(tmp_path: Path) -> Layout:
+    root = tmp_path / "root"
+    for rel in LAYOUT_DIRS:
+        (root / rel).mkdir(parents=True, exist_ok=True)
+    return Layout.at(root)
+
+
+def craft_artifact(path: Path, revision: str) -> Path:
+    files = {
+        "REVISION": f"{revision}\n".encode(),
+        "bin/refapp": b"#!/bin/sh\n",
+        "site/pkg/__init__.py": f"VERSION = {revision!r}\n".encode(),
+    }
+    manifest = Manifest(
+        "refapp", revision, {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
+    )
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in [(MANIFEST_NAME, manifest.to_json().encode()), *files.items()]:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Layout:
+    """A host with releases A, B and C staged and nothing active."""
+    host = make_layout(tmp_path)
+    for rid in ("A", "B", "C"):
+        stage(host, craft_artifact(tmp_path / f"{rid}.tar.gz", f"{rid}-1.0"), rid)
+    return host
+
+
+def statuses(layout: Layout) -> dict[str, str]:
+    return {rid: rec.status for rid, rec in ReleaseLog(layout.release_log).releases().items()}
+
+
+def log_lines(layout: Layout) -> list[tuple[str, str]]:
+    return [(e["release_id"], e["status"]) for e in ReleaseLog(layout.release_log).entries()]
+
+
+def test_first_activation(layout: Layout) -> None:
+    plan = activate(layout, "A")
+    assert (plan.previous, plan.changed, plan.log_repair, plan.swap) == (None, True, False, True)
+    assert plan.version == "A-1.0"
+    assert os.readlink(layout.current) == "releases/A"
+    assert layout.current.resolve() == (layout.releases / "A").resolve()
+    assert statuses(layout) == {"A": "active", "B": "staged", "C": "staged"}
+    assert plan.diff(layout)["before"] == ""
+    assert plan.diff(layout)["after"].endswith("current -> releases/A\n")
+
+
+def test_plan_activate_changes_nothing(layout: Layout) -> None:
+    activate(layout, "A")
+    before = layout.release_log.read_bytes()
+    plan = plan_activate(layout, "B")
+    assert (plan.previous, plan.changed, plan.swap) == ("A", True, True)
+    assert os.readlink(layout.current) == "releases/A"
+    assert layout.release_log.read_bytes() == before
+    assert plan.diff(layout)["before"].endswith("current -> releases/A\n")
+
+
+def test_activation_is_idempotent(layout: Layout) -> None:
+    activate(layout, "A")
+    inode = os.lstat(layout.current).st_ino
+    lines = log_lines(layout)
+    plan = activate(layout, "A")
+    assert (plan.changed, plan.swap, plan.log_repair, plan.previous) == (False, False, False, None)
+    assert os.lstat(layout.current).st_ino == inode  # the link was not recreated
+    assert log_lines(layout) == lines
+
+
+def test_switching_records_previous_and_rollback_target(layout: Layout) -> None:
+    activate(layout, "A")
+    plan = activate(layout, "B")
+    assert plan.previous == "A"
+    assert os.readlink(layout.current) == "releases/B"
+    assert statuses(layout) == {"A": "previous", "B": "active", "C": "staged"}
+    assert ReleaseLog(layout.release_log).rollback_target("B") == "A"
+    activate(layout, "C")
+    assert ReleaseLog(layout.release_log).rollback_target("C") == "B"
+    # Going back to A: C becomes the rollback target, exactly one release is active.
+    activate(layout, "A")
+    view = statuses(layout)
+    assert view == {"A": "active", "B": "previous", "C": "previous"}
+    assert ReleaseLog(layout.release_log).rollback_target("A") == "C"
+    assert [s for s in view.values() if s == "active"] == ["active"]
+    # No temp link is left next to current.
+    assert sorted(p.name for p in layout.root.iterdir() if p.name.startswith(".")) == []
+
+
+def test_bad_release_is_refused(layout: Layout) -> None:
+    activate(layout, "A")
+    ReleaseLog(layout.release_log).append("B", "bad", reason="drill")
+    for action in (plan_activate, activate):
+        with pytest.raises(ActivationError, match="marked bad"):
+            action(layout, "B")
+    assert os.readlink(layout.current) == "releases/A"
+    assert statuses(layout)["A"] == "active"
+
+
+def test_missing_release_is_refused(layout: Layout) -> None:
+    with pytest.raises(ActivationError, match="unverified: the release log has no staging"):
+        activate(layout, "Z")
+    # Logged but its directory is gone.
+    shutil.rmtree(layout.releases / "C")
+    with pytest.raises(ActivationError, match="not staged"):
+        activate(layout, "C")
+    assert not layout.current.is_symlink()
+
+
+def test_pruned_release_is_refused(layout: Layout) -> None:
+    ReleaseLog(layout.release_log).append("C", "pruned")
+    with pytest.raises(ActivationError, match="unverified"):
+        activate(layout, "C")
+
+
+def test_release_never_logged_is_refused(layout: Layout) -> None:
+    shutil.copytree(layout.releases / "A", layout.releases / "X", symlinks=True)
+    with pytest.raises(ActivationError, match="no staging of it"):
+        activate(layout, "X")
+    assert not layout.current.is_symlink()
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda r: (r / "REVISION").write_text("edited\n"), "sha256 mismatch: REVISION"),
+        (lambda r: (r / "site" / "extra.py").write_text("x\n"), "extra: site/extra.py"),
+        (lambda r: (r / "bin" / "refapp").unlink(), "missing: bin/refapp"),
+        (lambda r: (r / MANIFEST_NAME).unlink(), "unverified: no MANIFEST"),
+        (lambda r: (r / MANIFEST_NAME).write_text("{}"), "unverified: MANIFEST format"),
+        (lambda r: os.symlink("/etc/passwd", r / "site" / "x"), "unverified: .*no symlinks"),
+    ],
+)
+def test_unverified_release_is_refused(layout: Layout, damage, message: str) -> None:
+    activate(layout, "A")
+    damage(layout.releases / "B")
+    with pytest.raises(ActivationError, match=message):
+        activate(layout, "B")
+    assert os.readlink(layout.current) == "releases/A"
+    assert statuses(layout) == {"A": "active", "B": "staged", "C": "staged"}
+
+
+def test_release_replaced_by_other_content_is_refused(layout: Layout) -> None:
+    # releases/B now holds C's (self-consistent) tree: it verifies, but is not what was staged.
+    shutil.rmtree(layout.releases / "B")
+    shutil.copytree(layout.releases / "C", layout.releases / "B", symlinks=True)
+    assert verified_manifest(layout.releases / "B").version == "C-1.0"
+    with pytest.raises(ActivationError, match="is not the one staged"):
+        activate(layout, "B")
+
+
+def test_current_that_is_not_a_symlink_is_not_replaced(layout: Layout) -> None:
+    layout.current.mkdir()
+    (layout.current / "keep").write_text("x")
+    with pytest.raises(ActivationError, match="refusing to replace"):
+        activate(layout, "A")
+    assert (layout.current / "keep").read_text() == "x"
+
+
+def test_log_repair_after_crash_between_swap_and_log(layout: Layout) -> None:
+    activate(layout, "A")
+    swap_symlink(layout.current, "releases/B")  # the crash: swapped, log not appended
+    inode = os.lstat(layout.current).st_ino
+    plan = plan_activate(layout, "B")
+    assert (plan.changed, plan.log_repair, plan.swap, plan.previous) == (True, True, False, None)
+    activate(layout, "B")
+    assert os.lstat(layout.current).st_ino == inode
+    assert statuses(layout) == {"A": "previous", "B": "active", "C": "staged"}
+    assert ReleaseLog(layout.release_log).rollback_target("B") == "A"
+    assert activate(layout, "B").changed is False
+
+
+def test_log_repair_after_crash_between_the_two_log_appends(layout: Layout) -> None:
+    activate(layout, "A")
+    swap_symlink(layout.current, "releases/B")
+    ReleaseLog(layout.release_log).append("A", "previous")  # then the crash
+    activate(layout, "B")
+    assert log_lines(layout)[-3:] == [("A", "active"), ("A", "previous"), ("B", "active")]
+    assert statuses(layout) == {"A": "previous", "B": "active", "C": "staged"}
+
+
+def test_current_pointing_at_an_unlogged_active_release_becomes_rollback_target(
+    layout: Layout,
+) -> None:
+    activate(layout, "A")
+    swap_symlink(layout.current, "releases/B")  # crash after swapping to B ...
+    activate(layout, "C")  # ... and the operator moves on to C instead
+    assert statuses(layout) == {"A": "previous", "B": "previous", "C": "active"}
+    assert ReleaseLog(layout.release_log).rollback_target("C") == "B"
+
+
+def test_dangling_current_is_replaced(layout: Layout) -> None:
+    os.symlink("releases/gone", layout.current)
+    plan = activate(layout, "A")
+    assert plan.previous == "gone"
+    assert os.readlink(layout.current) == "releases/A"
+    assert statuses(layout)["A"] == "active"
+
+
+def test_leftover_temp_link_from_a_crash_is_cleaned(layout: Layout) -> None:
+    os.symlink("releases/B", layout.root / ".current.new.424242")
+    activate(layout, "A")
+    assert not (layout.root / ".current.new.424242").is_symlink()
+    assert os.readlink(layout.current) == "releases/A"
+
+
+def test_custom_links_are_ignored_by_verification(tmp_path: Path) -> None:
+    host = make_layout(tmp_path)
+    artifact = craft_artifact(tmp_path / "a.tar.gz", "1.0")
+    stage(host, artifact, "A", links={"data": "log"})
+    with pytest.raises(ActivationError, match="no symlinks: data"):
+        activate(host, "A")
+    activate(host, "A", links=frozenset({"data"}))
+    assert os.readlink(host.current) == "releases/A"
