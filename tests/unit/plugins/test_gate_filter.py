@@ -12,7 +12,8 @@ REPO = Path(__file__).resolve().parents[3]
 
 def load(relpath: str):
     spec = importlib.util.spec_from_file_location(relpath.replace("/", "_"), REPO / relpath)
-    assert spec and spec.loader
+    assert spec
+    assert spec.loader
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

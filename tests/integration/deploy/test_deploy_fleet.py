@@ -1,0 +1,210 @@
+"""The deploy playbook on a 4-host loopback SSH fleet: success, and the Knight family.
+
+Every Knight case must end with zero hosts activated and a report naming the host.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.integration.ansible_run import REPO, run_playbook
+from tradeops.releases.artifact import build_artifact
+
+pytestmark = [pytest.mark.fleet, pytest.mark.slow]
+
+HOSTS = 4
+ROOT = "/srv/tradeops"
+
+EXTRA_VARS = {
+    "refapp_venue_host": "{{ ansible_host }}",
+    "refapp_venue_port": 9878,
+    "refapp_sender_comp_id": "ACC1_OE",
+    "refapp_account": "ACC1",
+    "refapp_symbols": ["ESZ5"],
+    "refapp_http_bind": "{{ ansible_host }}",
+    "refapp_http_port": 8480,
+    "refapp_db_dsn": f"sqlite:///{ROOT}/state/refapp.db",
+    "refapp_fix_store_dir": f"{ROOT}/state/fix",
+    "refapp_trading_state_path": f"{ROOT}/state/trading_state",
+    "refapp_log_file": f"{ROOT}/shared/log/refapp.jsonl",
+    "simulator_host": "{{ ansible_host }}",
+}
+
+
+@pytest.fixture(scope="module")
+def stage(module_fleet_factory, tmp_path_factory):
+    """A bootstrapped 4-host fleet, each host with its own simulator, and three artifacts."""
+    fleet = module_fleet_factory(HOSTS, name="dep")
+    work = tmp_path_factory.mktemp("deploy")
+    subprocess.run([str(REPO / "scripts/wheelhouse.sh")], check=True, capture_output=True)
+    vars_file = work / "vars.json"
+    vars_file.write_text(json.dumps(EXTRA_VARS))
+    common = ["-i", str(fleet.inventory_path), "-e", f"@{vars_file}", "-e", "target_hosts=dep"]
+    boot = run_playbook(
+        *common, "tradeops.algo.bootstrap", "-e", f"tradeops_wheelhouse={REPO}/build/wheelhouse"
+    )
+    assert boot.rc == 0, boot.output[-4000:]
+    sim = run_playbook(*common, "tradeops.algo.simulator")
+    assert sim.rc == 0, sim.output[-4000:]
+    artifacts = {
+        "1.0.0": build_artifact("1.0.0", work / "a").path,
+        "1.1.0": build_artifact("1.1.0", work / "b").path,
+        # One version per Knight case, so that each starts from a clean slate.
+        "1.2.0": build_artifact("1.2.0", work / "c").path,
+        "1.3.0": build_artifact("1.3.0", work / "d").path,
+        "1.3.0-other": build_artifact("1.3.0", work / "e", fault_mode="runaway").path,
+        "1.4.0": build_artifact("1.4.0", work / "f").path,
+    }
+    return fleet, common, artifacts, work
+
+
+def deploy(stage, version: str, artifact: Path, *extra: str):
+    _fleet, common, _artifacts, work = stage
+    return run_playbook(
+        *common,
+        "tradeops.algo.deploy",
+        "-e",
+        f"release_version={version}",
+        "-e",
+        f"release_artifact={artifact}",
+        *extra,
+        TRADEOPS_AUDIT_DIR=str(work / "audit"),
+    )
+
+
+def current_of(fleet) -> list[str | None]:
+    out = []
+    for host in fleet.hosts:
+        link = fleet.host_dir(host) / "current"
+        out.append(Path(link.readlink()).name if link.is_symlink() else None)
+    return out
+
+
+def running_release(fleet, host) -> str | None:
+    probe = fleet.ssh(host, f"curl -s http://{host.address}:8480/status", timeout=20)
+    try:
+        return json.loads(probe.stdout).get("release_id")
+    except ValueError:
+        return None
+
+
+def test_deploy_two_releases_everywhere(stage) -> None:
+    fleet, _common, artifacts, work = stage
+    first = deploy(stage, "1.0.0", artifacts["1.0.0"])
+    assert first.rc == 0, first.output[-5000:]
+    ids = set(current_of(fleet))
+    assert len(ids) == 1
+    assert next(iter(ids)).startswith("1.0.0-")
+    second = deploy(stage, "1.1.0", artifacts["1.1.0"])
+    assert second.rc == 0, second.output[-5000:]
+    currents = current_of(fleet)
+    assert len(set(currents)) == 1
+    assert currents[0].startswith("1.1.0-")
+    # The running processes report the new release, read from each process.
+    assert [running_release(fleet, h) for h in fleet.hosts] == currents
+    audit = [
+        json.loads(x) for x in (work / "audit" / "deploy-audit.jsonl").read_text().splitlines()
+    ]
+    phases = {(r["host"], r["phase"]) for r in audit if r["release_id"] == currents[0]}
+    for host in fleet.hosts:
+        for phase in ("lock", "stage", "gate", "cutover", "verify", "unlock"):
+            assert (host.name, phase) in phases, (host.name, phase)
+    assert all("deploy.lock" not in str(p) for p in fleet.host_dir(1).iterdir())
+
+
+def _knight_case(stage, version: str, *extra: str) -> tuple[str, list[str | None]]:
+    fleet, _common, artifacts, _work = stage
+    before = current_of(fleet)
+    run = deploy(stage, version, artifacts[version], *extra)
+    (_work / f"knight-{version}.log").write_text(run.output)
+    assert run.rc != 0, "the deploy should have stopped"
+    assert current_of(fleet) == before, "no host may be activated"
+    # The YAML result format folds long messages: compare with white space collapsed.
+    return " ".join(run.output.split()), before
+
+
+def test_one_host_stage_fails(stage) -> None:
+    fleet, _common, artifacts, _work = stage
+    # Host 3 holds a directory under the release id that is not that release.
+    manifest = subprocess.run(
+        ["tar", "-xzOf", str(artifacts["1.2.0"]), "MANIFEST"], capture_output=True, check=True
+    ).stdout
+    rid = "1.2.0-" + json.loads(manifest)["digest"][:12]
+    squatter = fleet.host_dir(3) / "releases" / rid
+    squatter.mkdir()
+    (squatter / "junk").write_text("not a release\n")
+    try:
+        output, _before = _knight_case(stage, "1.2.0")
+        assert "GATE FAILED" in output, output[-8000:]
+        assert "dep-3 (failed before the gate" in output, output[output.find("GATE FAILED") :][
+            :1500
+        ]
+    finally:
+        (squatter / "junk").unlink(missing_ok=True)
+        squatter.rmdir()
+    for host in fleet.hosts:
+        assert not (fleet.host_dir(host) / "deploy.lock").exists()
+
+
+def test_one_host_gets_another_digest(stage) -> None:
+    fleet, common, artifacts, work = stage
+    # Knight: one host of the fleet is handed other code under the same version, here by
+    # an inventory whose host_vars point dep-4 at another artifact.
+    inv = work / "inv-knight"
+    (inv / "group_vars").mkdir(parents=True, exist_ok=True)
+    (inv / "host_vars").mkdir(exist_ok=True)
+    (inv / "hosts.yml").write_text("all:\n  children:\n    dep: {}\n")
+    (inv / "group_vars" / "all.yml").write_text(
+        f"release_version: '1.3.0'\nrelease_artifact: {artifacts['1.3.0']}\n"
+    )
+    (inv / "host_vars" / "dep-4.yml").write_text(f"release_artifact: {artifacts['1.3.0-other']}\n")
+    before = current_of(fleet)
+    run = run_playbook(
+        *common, "-i", str(inv), "tradeops.algo.deploy", TRADEOPS_AUDIT_DIR=str(work / "audit")
+    )
+    assert run.rc != 0, "the deploy should have stopped"
+    assert current_of(fleet) == before, "no host may be activated"
+    output = " ".join(run.output.split())
+    assert "GATE FAILED" in output, output[-8000:]
+    assert "dep-4 (manifest digest" in output, output[output.find("GATE FAILED") :][:1500]
+
+
+def test_one_host_unreachable_before_gate(stage) -> None:
+    fleet, _common, _artifacts, work = stage
+    hook = work / "lose_host_2.yml"
+    stop_dep2 = (
+        "from tradeops.testing.fleet import Fleet; "
+        f"Fleet.from_state('{fleet.state_dir}').stop_host('dep-2')"
+    )
+    hook.write_text(
+        textwrap.dedent(
+            f"""\
+            ---
+            - name: Lose dep-2 just before the gate
+              ansible.builtin.command:
+                argv:
+                  - {sys.executable}
+                  - -c
+                  - "{stop_dep2}"
+              delegate_to: localhost
+              run_once: true
+              changed_when: true
+              vars:
+                ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
+            """
+        )
+    )
+    try:
+        output, _before = _knight_case(
+            stage, "1.4.0", "-e", json.dumps({"release_hooks": {"before_gate": str(hook)}})
+        )
+        assert "GATE FAILED" in output, output[-8000:]
+        assert "dep-2 (failed or unreachable before the gate)" in output
+    finally:
+        fleet.up()  # bring dep-2 back for later tests

@@ -1,0 +1,77 @@
+"""The refapp.yml.j2 template renders a config that validates."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import jinja2
+import pytest
+import yaml
+
+import tradeops.refapp
+from tradeops.refapp.config import validate
+
+TEMPLATE = Path(tradeops.refapp.__file__).parent / "templates" / "refapp.yml.j2"
+
+
+def render(**variables) -> dict:
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False)
+    return yaml.safe_load(env.from_string(TEMPLATE.read_text()).render(**variables))
+
+
+REQUIRED = {
+    "refapp_sender_comp_id": "REFAPP_BLUE",
+    "refapp_account": "ACC1",
+    "refapp_symbols": ["AAPL", "MSFT"],
+    "refapp_db_dsn": "sqlite:////srv/tradeops/shared/state/refapp.db",
+    "refapp_trading_state_path": "/srv/tradeops/state/trading_state",
+}
+
+
+def test_minimal_variables_render_a_valid_config() -> None:
+    cfg = validate(render(**REQUIRED))
+    assert cfg.venue.sender_comp_id == "REFAPP_BLUE"
+    assert cfg.symbols == ["AAPL", "MSFT"]
+    assert cfg.cancel_on_start is True
+    assert cfg.log_file is None
+    assert cfg.venue.store_dir == "fix"
+
+
+def test_every_variable_is_used() -> None:
+    cfg = validate(
+        render(
+            **REQUIRED,
+            refapp_instance="blue",
+            refapp_venue_port=9999,
+            refapp_fix_store_dir="/srv/tradeops/state/fix",
+            refapp_spread_bps=12.5,
+            refapp_quote_size=3,
+            refapp_tick_size="0.05",
+            refapp_tick_sizes={"AAPL": "0.01"},
+            refapp_max_position=40,
+            refapp_position_limits={"AAPL": 10},
+            refapp_http_port=8481,
+            refapp_cancel_on_start=False,
+            refapp_fault_mode="slow",
+            refapp_fault={"delay_ms": 50},
+            refapp_log_file="/srv/tradeops/shared/log/refapp.jsonl",
+        )
+    )
+    assert (cfg.instance, cfg.venue.port, cfg.http_port) == ("blue", 9999, 8481)
+    assert str(cfg.quoting.spread_bps) == "12.5"
+    assert str(cfg.quoting.tick_size) == "0.05"
+    assert cfg.quoting.tick_for("AAPL") == Decimal("0.01")
+    assert cfg.quoting.tick_for("MSFT") == Decimal("0.05")
+    assert cfg.limits.for_symbol("AAPL") == 10
+    assert cfg.limits.for_symbol("MSFT") == 40
+    assert cfg.cancel_on_start is False
+    assert (cfg.fault_mode, cfg.fault.delay_ms) == ("slow", 50)
+    assert cfg.venue.store_dir == "/srv/tradeops/state/fix"
+
+
+def test_missing_required_variable_fails_to_render() -> None:
+    partial = dict(REQUIRED)
+    del partial["refapp_symbols"]
+    with pytest.raises(jinja2.UndefinedError):
+        render(**partial)
