@@ -13,7 +13,7 @@ COLLECTION_DIR := .collections/ansible_collections/tradeops/algo
 PYTEST_ARGS ?=
 
 .PHONY: help setup os-deps venv collection wheelhouse test lint ruff mypy ansible-lint \
-	sanity unit integration molecule demo demo-stop bench build freeze clean
+	sanity unit integration molecule demo demo-stop bench build freeze clean changelog
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -36,7 +36,10 @@ wheelhouse: venv
 test: setup lint unit integration ansible-lint sanity molecule ## Every quality gate: ruff, pytest, ansible-lint, ansible-test sanity, molecule
 	@echo "make test: all gates passed"
 
-lint: ruff mypy
+lint: ruff mypy changelog
+
+changelog: venv
+	$(BIN)/antsibull-changelog lint
 
 ruff: venv
 	$(BIN)/ruff check .

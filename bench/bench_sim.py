@@ -130,7 +130,7 @@ async def measure(port: int, store: str) -> dict:
         done = 0
         pending: set[asyncio.Future[int]] = set()
 
-        def release(_: asyncio.Future[int]) -> None:
+        def release(_fut: asyncio.Future[int]) -> None:
             nonlocal done
             done += 1
             sem.release()

@@ -53,11 +53,12 @@ def write_result(name: str, figures: dict[str, Any]) -> Path:
     """Write ``bench/results/<name>.json`` (atomically) and return its path."""
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / f"{name}.json"
+    # The figures sit at the top level, under the names the issues give them.
     doc = {
+        **figures,
         "name": name,
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
-        "figures": figures,
     }
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")

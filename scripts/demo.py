@@ -57,7 +57,13 @@ def playbook(name: str, *extra: str) -> None:
     cmd += list(extra)
     started = time.monotonic()
     proc = subprocess.run(
-        cmd, cwd=REPO, env=env(), capture_output=True, text=True, stdin=subprocess.DEVNULL
+        cmd,
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
     )
     took = time.monotonic() - started
     if proc.returncode != 0:

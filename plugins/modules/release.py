@@ -63,6 +63,13 @@ options:
   reason:
     description: Why a release is marked bad; recorded in the release log.
     type: str
+  verify:
+    description:
+      - For O(state=staged), re-hash every file of a release that is already staged.
+      - With V(false) an existing release is checked by its MANIFEST digest only (a quick
+        live check); activation always verifies every file.
+    type: bool
+    default: true
 attributes:
   check_mode:
     support: full
@@ -175,6 +182,7 @@ def main():
             },
             "keep": {"type": "int", "default": 5},
             "reason": {"type": "str"},
+            "verify": {"type": "bool", "default": True},
         },
         required_if=[
             ("state", "staged", ["release_id", "artifact"]),
@@ -193,6 +201,7 @@ def main():
         shared_links=module.params["shared_links"],
         keep=module.params["keep"],
         reason=module.params["reason"],
+        verify=module.params["verify"],
     )
     try:
         outcome = run_release(request, check_mode=module.check_mode)

@@ -493,7 +493,7 @@ class TradeopsConnection(AsyncFIXConnection):
                     self._session, MessageDirection.OUTBOUND, fill_from, end
                 )
                 for raw in stored:
-                    decoded, _, _ = self._codec.decode(raw)
+                    decoded, _consumed, _raw_msg = self._codec.decode(raw)
                     if decoded is None:
                         continue
                     seq = int(decoded[FTag.MsgSeqNum])

@@ -436,13 +436,13 @@ class RefApp:
 
     def _back_off(self, symbol: str, side: Side, why: str | None) -> None:
         """Do not re-quote a side whose quote was rejected for a while (doubling, max 30 s)."""
-        _, delay = self._backoff.get((symbol, side), (0.0, 0.0))
+        _until, delay = self._backoff.get((symbol, side), (0.0, 0.0))
         delay = min(max(delay * 2, REJECT_BACKOFF_S), REJECT_BACKOFF_MAX_S)
         self._backoff[(symbol, side)] = (time.monotonic() + delay, delay)
         self.log.event("quote_backoff", symbol=symbol, side=side.name, delay_s=delay, text=why)
 
     def _backing_off(self, symbol: str, side: Side) -> bool:
-        until, _ = self._backoff.get((symbol, side), (0.0, 0.0))
+        until, _delay = self._backoff.get((symbol, side), (0.0, 0.0))
         return time.monotonic() < until
 
     def _on_cancel_reject(self, rej: CancelReject) -> None:
@@ -792,7 +792,7 @@ class RefApp:
 
     # ----------------------------------------------------------------- http
     def _build_http(self) -> HttpServer:
-        async def healthz(_: Request) -> Response:
+        async def healthz(_request: Request) -> Response:
             return Response.json(
                 {
                     "status": "ok",
@@ -814,13 +814,13 @@ class RefApp:
             body["status"] = "ready"
             return Response.json(body, 200, **{"X-Refapp-Mode": self.mode})
 
-        async def metrics(_: Request) -> Response:
+        async def metrics(_request: Request) -> Response:
             for sym in self.cfg.symbols:
                 self._update_symbol_metrics(sym)
             self.metrics.ready.set(1 if self.readiness()[0] else 0)
             return Response(200, self.metrics.render(), self.metrics.content_type)
 
-        async def status(_: Request) -> Response:
+        async def status(_request: Request) -> Response:
             return Response.json(self.status())
 
         async def activate(req: Request) -> Response:

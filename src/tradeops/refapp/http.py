@@ -111,7 +111,7 @@ class HttpServer:
                 await self._write(writer, Response.json({"error": "bad request line"}, 400))
                 return
             method, target, _version = parts
-            path, _, qs = target.partition("?")
+            path, _sep, qs = target.partition("?")
             query = dict(p.partition("=")[::2] for p in qs.split("&") if p)
             request = Request(method.upper(), path, query, peer_host)
             await self._write(writer, await self._dispatch(request))
@@ -125,7 +125,7 @@ class HttpServer:
     async def _dispatch(self, request: Request) -> Response:
         handler = self._routes.get((request.method, request.path))
         if handler is None:
-            if any(path == request.path for _, path in self._routes):
+            if any(path == request.path for _method, path in self._routes):
                 return Response.json({"error": f"method {request.method} not allowed"}, 405)
             return Response.json({"error": f"no such endpoint {request.path}"}, 404)
         if request.path in self._control and not is_loopback(request.peer):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -84,11 +83,9 @@ class SqlStore(migrations.MigrationDriver):
     dialect = "sqlite"
     dsn_redacted = ""
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[Any]:  # pragma: no cover - per engine
-        """Yield a cursor inside one transaction."""
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:  # pragma: no cover
+        """Return a context manager yielding a cursor inside one transaction (per engine)."""
         raise NotImplementedError
-        yield
 
     def _value(self, value: Decimal | None) -> Any:
         """How a decimal is bound: TEXT for SQLite, NUMERIC for PostgreSQL."""
@@ -182,7 +179,7 @@ class SqlStore(migrations.MigrationDriver):
         params: tuple[Any, ...] = ()
         if live_only:
             live = [s.value for s in OrderStatus if s.is_live]
-            sql += f" WHERE status IN ({', '.join('?' for _ in live)})"
+            sql += f" WHERE status IN ({', '.join('?' for _status in live)})"
             params = tuple(live)
         sql += " ORDER BY sent_at, cl_ord_id"
         with self.transaction() as cur:

@@ -9,6 +9,7 @@ Layout inside the archive (no top-level directory; staging unpacks it into
     site/tradeops/...       the strategy's code, as built (shadows the venv's copy)
     config/refapp.yml.j2    config template rendered per host at deploy
     config/defaults.yml     release defaults (e.g. a fault mode for drills)
+    payload/...             optional data files shipped with the release (models, tables)
 
 The archive is reproducible: entries sorted, owner root, fixed modes, and
 mtimes set to SOURCE_DATE_EPOCH (default 0), gzip header without a timestamp.
@@ -120,8 +121,14 @@ def _copy_package(dest: Path) -> None:
     )
 
 
-def _stage_tree(tree: Path, version: str, fault_mode: str, commit: str | None) -> None:
+def _stage_tree(
+    tree: Path, version: str, fault_mode: str, commit: str | None, payload: Path | None
+) -> None:
     _copy_package(tree)
+    if payload is not None:
+        if not payload.is_dir():
+            raise ArtifactError(f"payload must be a directory: {payload}")
+        shutil.copytree(payload, tree / "payload", symlinks=False)
     (tree / "bin").mkdir()
     (tree / "bin" / "refapp").write_text(LAUNCHER)
     (tree / "config").mkdir()
@@ -169,6 +176,7 @@ def build_artifact(
     *,
     name: str = "refapp",
     fault_mode: str = "none",
+    payload: Path | None = None,
 ) -> BuiltArtifact:
     """Build ``<output_dir>/<name>-<version>.tar.gz`` and its ``.sha256`` file."""
     validate_version(version)
@@ -180,7 +188,7 @@ def build_artifact(
     with tempfile.TemporaryDirectory(prefix="tradeops-build-") as tmp:
         tree = Path(tmp) / "tree"
         tree.mkdir()
-        _stage_tree(tree, version, fault_mode, commit)
+        _stage_tree(tree, version, fault_mode, commit, payload)
         build_info = {
             "built_at": utc_now_iso(),
             "builder_host": socket.gethostname(),

@@ -13,7 +13,10 @@ from tradeops.releases.manifest import Manifest, ManifestError, verify_tree
 
 def _cmd_build(args: argparse.Namespace) -> int:
     try:
-        built = build_artifact(args.version, Path(args.output), fault_mode=args.fault_mode)
+        payload = Path(args.payload) if args.payload else None
+        built = build_artifact(
+            args.version, Path(args.output), fault_mode=args.fault_mode, payload=payload
+        )
     except ArtifactError as exc:
         return fail(str(exc), 2)
     data = built.as_dict()
@@ -63,6 +66,7 @@ def register(subparsers: Any) -> None:
         choices=FAULT_MODES,
         help="bake a strategy fault mode into the release defaults (drills and demos)",
     )
+    build.add_argument("--payload", help="directory of data files shipped under payload/")
     build.add_argument("--json", action="store_true", help="print JSON")
     build.set_defaults(handler=_cmd_build)
 

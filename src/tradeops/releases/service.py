@@ -36,6 +36,7 @@ class ReleaseRequest:
     shared_links: dict[str, str] | None = None
     keep: int = 5
     reason: str | None = None
+    verify: bool = True
 
 
 @dataclass
@@ -62,7 +63,7 @@ def _staged(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
     rid = str(request.release_id)
     links = _links(request, rid)
     artifact = Path(str(request.artifact))
-    plan = plan_stage(layout, artifact, rid, links)
+    plan = plan_stage(layout, artifact, rid, links, verify=request.verify)
     if plan.changed and not check_mode:
         _ensure_link_targets(layout, links)
         plan = stage(layout, artifact, rid, links)

@@ -108,8 +108,14 @@ def plan_stage(
     artifact: Path,
     release_id: str,
     links: dict[str, str] | None = None,
+    verify: bool = True,
 ) -> StagePlan:
-    """Decide what staging ``artifact`` as ``release_id`` needs, changing nothing."""
+    """Decide what staging ``artifact`` as ``release_id`` needs, changing nothing.
+
+    With ``verify=False`` an existing release is checked by its MANIFEST digest
+    only, not re-hashed file by file (the deploy gate's quick live check;
+    activation always verifies in full).
+    """
     validate_release_id(release_id)
     links = DEFAULT_SHARED_LINKS if links is None else links
     if not artifact.is_file():
@@ -125,7 +131,7 @@ def plan_stage(
             "reuse a release id for different content"
         )
     if release_dir.exists() or release_dir.is_symlink():
-        _check_existing(release_dir, manifest, links, verify=True)
+        _check_existing(release_dir, manifest, links, verify=verify)
         known = logged is not None and logged.status != "pruned"
         return StagePlan(
             release_id,

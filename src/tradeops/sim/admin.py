@@ -160,17 +160,17 @@ class AdminClient:
 
     def get(self, path: str) -> Any:
         """GET a JSON endpoint."""
-        raw, _ = self._request("GET", path)
+        raw, _headers = self._request("GET", path)
         return json.loads(raw)
 
     def post(self, path: str, body: dict[str, Any] | None = None) -> Any:
         """POST JSON to an endpoint."""
-        raw, _ = self._request("POST", path, body or {})
+        raw, _headers = self._request("POST", path, body or {})
         return json.loads(raw)
 
     def metrics(self) -> str:
         """The Prometheus exposition text."""
-        raw, _ = self._request("GET", "/metrics")
+        raw, _headers = self._request("GET", "/metrics")
         return raw.decode()
 
     def state(self) -> dict[str, Any]:

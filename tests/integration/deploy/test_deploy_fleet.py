@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -60,6 +61,7 @@ def stage(module_fleet_factory, tmp_path_factory):
         "1.3.0": build_artifact("1.3.0", work / "d").path,
         "1.3.0-other": build_artifact("1.3.0", work / "e", fault_mode="runaway").path,
         "1.4.0": build_artifact("1.4.0", work / "f").path,
+        "1.5.0": build_artifact("1.5.0", work / "g").path,
     }
     return fleet, common, artifacts, work
 
@@ -208,3 +210,46 @@ def test_one_host_unreachable_before_gate(stage) -> None:
         assert "dep-2 (failed or unreachable before the gate)" in output
     finally:
         fleet.up()  # bring dep-2 back for later tests
+
+
+def _hold_lock(fleet, host, run_id: str, owner: str, since_offset_s: int = 0) -> Path:
+    """Write a deploy lock on ``host`` as another deploy run would."""
+    lock = fleet.host_dir(host) / "deploy.lock"
+    record = {
+        "owner": owner,
+        "pid": 424242,
+        "host": "ctl-elsewhere",
+        "since": time.time() - since_offset_s,
+        "release_id": "0.9.9-aaaaaaaaaaaa",
+        "run_id": run_id,
+    }
+    lock.write_text(json.dumps(record))
+    return lock
+
+
+def test_concurrent_deploy_is_refused(stage) -> None:
+    fleet, _common, _artifacts, _work = stage
+    lock = _hold_lock(fleet, 2, "other-run", "alice")
+    try:
+        output, _before = _knight_case(stage, "1.5.0")
+        assert "GATE FAILED" in output, output[-8000:]
+        assert "dep-2 (failed before the gate" in output
+        assert "deploy lock held by alice" in output
+        # The other run's lock is untouched; this run released its own locks.
+        assert json.loads(lock.read_text())["run_id"] == "other-run"
+        for host in (1, 3, 4):
+            assert not (fleet.host_dir(host) / "deploy.lock").exists()
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def test_stale_lock_is_reported_with_its_owner(stage) -> None:
+    fleet, _common, _artifacts, _work = stage
+    lock = _hold_lock(fleet, 4, "crashed-run", "bob", since_offset_s=7200)
+    try:
+        output, _before = _knight_case(stage, "1.5.0")
+        assert "deploy lock held by bob" in output, output[-8000:]
+        assert "STALE: older than 3600s" in output
+        assert lock.exists(), "a stale lock is reported, never taken over"
+    finally:
+        lock.unlink(missing_ok=True)

@@ -43,7 +43,7 @@ SYMBOLS = ["AAA", "BBB"]
 def wait_for(cond: Callable[[], Any], what: str, timeout: float = 30.0, step: float = 0.1) -> Any:
     """Poll ``cond`` until truthy (bounded in count and time); return its value."""
     deadline = time.monotonic() + timeout
-    for _ in range(int(timeout / step) + 1):
+    for _attempt in range(int(timeout / step) + 1):
         value = cond()
         if value:
             return value

@@ -202,9 +202,9 @@ def test_standby_does_not_trade_until_activated(
         env={"TRADEOPS_RELEASE_ID": "r-42"},
     )
     apps.append(app)
-    _, info = http(app.url + "/metrics")
+    _code, info = http(app.url + "/metrics")
     assert 'tradeops_refapp_info{fault_mode="none",instance="refapp",release="r-42"' in info
-    _, body = wait_for(
+    _code, body = wait_for(
         lambda: (r := http(app.url + "/readyz"))[0] == 200 and r, "ready for activation"
     )
     assert body["status"] == "ready_for_activation"
@@ -223,7 +223,7 @@ def test_standby_does_not_trade_until_activated(
     body = json.loads(capsys.readouterr().out)
     assert (body["mode"], body["changed"]) == ("active", True)
     wait_for(lambda: new_orders(drop_copy.executions()), "orders after activation")
-    _, metrics = http(app.url + "/metrics")
+    _code, metrics = http(app.url + "/metrics")
     assert "tradeops_refapp_standby 0.0" in metrics
     assert 'tradeops_refapp_mode{mode="active"} 1.0' in metrics
 
@@ -333,7 +333,7 @@ def test_runaway_is_stopped_by_halted(
     seen = set(new_orders(drop_copy.executions()))
     time.sleep(1.0)  # ~20 more attempts of the storm
     assert set(new_orders(drop_copy.executions())) == seen
-    _, metrics = http(app.url + "/metrics")
+    _code, metrics = http(app.url + "/metrics")
     assert 'tradeops_refapp_order_refusals_total{reason="HALTED"}' in metrics
     assert app.stop() == 0
 

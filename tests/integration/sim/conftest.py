@@ -149,7 +149,7 @@ class Client:
         """Wait until ``predicate()`` is truthy (checked on every event); return its value."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_s
-        for _ in range(100_000):
+        for _attempt in range(100_000):
             value = predicate()
             if value:
                 return value
@@ -196,7 +196,7 @@ async def connected(sim: SimServer, name: str, **kwargs: Any) -> AsyncIterator[C
 
 def free_port_block(n: int, host: str = "127.0.0.1") -> int:
     """First port of ``n`` consecutive ports that are free right now."""
-    for _ in range(50):
+    for _attempt in range(50):
         with socket.socket() as s:
             s.bind((host, 0))
             base = s.getsockname()[1]

@@ -230,7 +230,7 @@ def test_fault_stall_market_data_and_resume(sim_config_file):
             await c.wait_raw("X", 2)
             res = await admin(sim.admin_url, "POST", "/faults/stall", {"symbol": "ESZ5"})
             stalled_at = res["ticks"]["ESZ5"]
-            for _ in range(200):  # let 5 more ticks pass, bounded
+            for _attempt in range(200):  # let 5 more ticks pass, bounded
                 if sim.ticks["ESZ5"] >= stalled_at + 5:
                     break
                 await asyncio.sleep(0.05)
@@ -330,7 +330,7 @@ def test_listeners_bind_only_the_configured_address(sim_config_file):
                 with pytest.raises(ConnectionRefusedError):
                     await asyncio.open_connection("127.0.0.2", port)
             # and the configured address does answer
-            _, w = await asyncio.open_connection("127.0.0.1", sim.ports["ACC1_OE"])
+            _reader, w = await asyncio.open_connection("127.0.0.1", sim.ports["ACC1_OE"])
             w.close()
             await w.wait_closed()
         # another configured address is honoured too
@@ -357,7 +357,7 @@ def test_bad_input_never_crashes_the_simulator(sim_config_file):
                 b"8=FIX.4.4\x019=40\x0135=A\x0149=ACC1_OE\x0156=SIM\x0134=abc\x0152=x\x0110=010\x01",
             ]
             for blob in garbage:
-                _, w = await asyncio.open_connection("127.0.0.1", port)
+                _reader, w = await asyncio.open_connection("127.0.0.1", port)
                 w.write(blob)
                 await w.drain()
                 w.close()

@@ -248,11 +248,11 @@ def test_session_reject_for_malformed_messages(sim_config_file):
                 ({**good, "38": "x1"}, "6", "38"),  # bad format
                 ({**good, "40": "2"}, "1", "44"),  # limit order without Price
             ]
-            for tags, _, _ in cases:
+            for tags, _reason, _tag in cases:
                 await c.session.send_raw(FIXMessage(FMsg.NEWORDERSINGLE, tags))
             await c.session.send_raw(FIXMessage("ZZ", {FTag.Text: "what"}))
             rejects = await c.wait_raw("3", len(cases) + 1)
-            for raw, (_, reason, tag) in zip(rejects, cases, strict=False):
+            for raw, (_tags, reason, tag) in zip(rejects, cases, strict=False):
                 assert raw[FTag.RefMsgType] == "D"
                 assert raw[FTag.SessionRejectReason] == reason
                 assert raw[FTag.RefTagID] == tag

@@ -182,7 +182,7 @@ def make_cfg(tmp_path: Path, **over: Any):
 
 
 async def until(cond, what: str, timeout: float = 5.0) -> None:
-    for _ in range(int(timeout / 0.02)):
+    for _attempt in range(int(timeout / 0.02)):
         if cond():
             return
         await asyncio.sleep(0.02)
@@ -346,7 +346,7 @@ def test_runaway_is_still_stopped_by_the_state_check(tmp_path: Path) -> None:
                 "halted refusals",
             )
             assert len(h.venue.sent) == sent
-            _, text = await http(h.app, "GET", "/metrics")
+            _code, text = await http(h.app, "GET", "/metrics")
             assert 'tradeops_refapp_order_refusals_total{reason="HALTED"}' in text
             assert (
                 'tradeops_refapp_order_refusals_total{reason="REDUCE_ONLY_WOULD_INCREASE_POSITION"}'
@@ -377,7 +377,7 @@ def test_standby_then_activate_then_standby(tmp_path: Path) -> None:
             assert code == 200
             assert body["working_orders_left"] == 0
             assert h.venue.live == set()
-            _, text = await http(h.app, "GET", "/metrics")
+            _code, text = await http(h.app, "GET", "/metrics")
             assert "tradeops_refapp_standby 1.0" in text
         return h
 

@@ -55,3 +55,22 @@ def test_bad_versions_are_refused(tmp_path: Path, version: str) -> None:
 def test_unknown_fault_mode_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="fault mode must be one of"):
         build_artifact("1.0", tmp_path, fault_mode="moon")
+
+
+def test_payload_is_shipped_and_verified(tmp_path: Path) -> None:
+    payload = tmp_path / "data"
+    (payload / "tables").mkdir(parents=True)
+    (payload / "tables" / "limits.csv").write_text("ESZ5,100\n")
+    built = build_artifact("4.0", tmp_path / "out", payload=payload)
+    dest = tmp_path / "unpacked"
+    with tarfile.open(built.path) as tar:
+        tar.extractall(dest, filter="data")
+    manifest = Manifest.load(dest)
+    assert "payload/tables/limits.csv" in manifest.files
+    assert verify_tree(dest, manifest).ok
+
+
+def test_payload_must_be_a_directory(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArtifactError, match="payload must be a directory"):
+        build_artifact("4.0", tmp_path / "out", payload=tmp_path / "file")

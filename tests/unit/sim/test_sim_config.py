@@ -81,7 +81,7 @@ def test_explicit_session_port_and_throttle_default():
         ({"accounts": [{"account": "A", "sessions": [{"role": "boss", "comp_id": "X"}]}]},
          "role: expected one of"),
         ({"accounts": [{"account": "A", "sessions": [{"role": "risk", "comp_id": "X"},
-                                                      {"role": "risk", "comp_id": "X"}]}]},
+                                                     {"role": "risk", "comp_id": "X"}]}]},
          "duplicate"),
         ({"admin": {"port": 5}, "port_base": 5}, "share a port"),
     ],

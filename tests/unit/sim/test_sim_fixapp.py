@@ -67,7 +67,7 @@ def test_repeated_tag_is_reason_13():
     codec = Codec(TradeopsFIX44())
     raw = codec.encode(d(GOOD), _session()).replace("55=ESZ5\x01", "55=ESZ5\x0155=NQZ5\x01")
     raw = _fix_checksum(raw)
-    msg, _, _ = codec.decode(raw.encode())
+    msg, _consumed, _raw_msg = codec.decode(raw.encode())
     assert msg is not None
     with pytest.raises(SessionRejectError) as exc:
         fixapp.parse_new_order(msg, "ACC1")
@@ -108,7 +108,7 @@ def _fix_checksum(raw: str) -> str:
 
 def _roundtrip(msg: FIXMessage) -> FIXMessage:
     codec = Codec(TradeopsFIX44())
-    decoded, _, _ = codec.decode(codec.encode(msg, _session()).encode())
+    decoded, _consumed, _raw_msg = codec.decode(codec.encode(msg, _session()).encode())
     assert decoded is not None
     return decoded
 

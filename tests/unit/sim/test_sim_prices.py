@@ -11,7 +11,7 @@ SYM = SymbolConfig("ESZ5", D(5000), tick_size=D("0.25"), spread_ticks=2, volatil
 
 
 def _path(proc, n=200):
-    return [proc.next_tick() for _ in range(n)]
+    return [proc.next_tick() for _tick in range(n)]
 
 
 def test_random_walk_is_reproducible_with_a_seed():
@@ -54,13 +54,13 @@ def test_csv_replay_loops_and_jumps(tmp_path):
     proc = make_process(cfg, 0)
     assert isinstance(proc, CsvReplay)
     assert proc.current().bid == 10
-    seq = [proc.next_tick().bid for _ in range(4)]
+    seq = [proc.next_tick().bid for _tick in range(4)]
     assert seq == [11, 12, 10, 11]
     assert proc.current().last == D("11.25")  # mid when last is empty
     assert proc.jump(absolute=D(2)).bid == 13
     assert proc.next_tick().bid == 14
     no_loop = CsvReplay(SymbolConfig("X", D(1), csv=str(path), csv_loop=False))
-    assert [no_loop.next_tick().bid for _ in range(4)] == [11, 12, 12, 12]
+    assert [no_loop.next_tick().bid for _tick in range(4)] == [11, 12, 12, 12]
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,7 @@ class Clock:
 def test_reject_then_disconnect_within_the_window():
     clock = Clock()
     th = MessageThrottle(ThrottleConfig(1000, reject_limit=2, disconnect_limit=4), clock)
-    verdicts = [th.check() for _ in range(5)]
+    verdicts = [th.check() for _msg in range(5)]
     assert verdicts == [Verdict.OK, Verdict.OK, Verdict.REJECT, Verdict.REJECT, Verdict.DISCONNECT]
     assert th.rejected == 2
     assert th.disconnects == 1
@@ -40,5 +40,5 @@ def test_window_slides():
 def test_disabled_counts_nothing():
     th = MessageThrottle(ThrottleConfig(1000, 0, 0))
     assert not th.enabled
-    assert all(th.check() == Verdict.OK for _ in range(1000))
+    assert all(th.check() == Verdict.OK for _msg in range(1000))
     assert th.count() == 0

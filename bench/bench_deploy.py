@@ -1,0 +1,169 @@
+"""Benchmark of the Knight-safe deploy on the loopback SSH fleet.
+
+Brings up 8 loopback hosts, bootstraps them and starts a simulator on each
+(not timed), then measures with a ~20 MB, ~2,000-file artifact:
+
+* ``deploy_wall_s``: wall time of ``ansible-playbook tradeops.algo.deploy``
+  to 1, 4 and 8 hosts, median of ``RUNS`` runs, each run a new release;
+* ``phases_s``: per-phase wall time for 8 hosts (slowest host per phase,
+  median over the runs), from the deploy audit log;
+* ``noop_playbook_s``: the fixed cost of an empty playbook on the same 8 hosts.
+
+Writes ``bench/results/deploy.json``. Tears the fleet down (by PID) at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from common import write_result  # noqa: E402
+
+from tradeops.releases.artifact import build_artifact  # noqa: E402
+from tradeops.testing.fleet import Fleet  # noqa: E402
+
+RUNS = int(os.environ.get("BENCH_DEPLOY_RUNS", "5"))
+SIZES = (1, 4, 8)
+FILES = 2000
+FILE_BYTES = 10 * 1024  # 2,000 x 10 KiB of random bytes: ~20 MB, incompressible
+BIN = Path(sys.executable).parent
+ROOT = "/srv/tradeops"
+PHASES = ("controller", "lock", "preflight", "snapshot", "stage", "gate", "cutover", "verify")
+PHASES += ("finish", "unlock")
+
+
+def env(audit: Path) -> dict[str, str]:
+    e = dict(os.environ)
+    e.update(
+        ANSIBLE_COLLECTIONS_PATH=str(REPO / ".collections"),
+        ANSIBLE_CONFIG=str(REPO / "ansible.cfg"),
+        TRADEOPS_AUDIT_DIR=str(audit),
+        PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}",
+    )
+    return e
+
+
+def playbook(args: list[str], audit: Path) -> float:
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(BIN / "ansible-playbook"), *args],
+        cwd=REPO,
+        env=env(audit),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+        timeout=600,
+    )
+    took = time.monotonic() - started
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-2000:])
+        raise SystemExit(f"bench: ansible-playbook {' '.join(args[-6:])} failed")
+    return took
+
+
+def make_payload(where: Path) -> Path:
+    payload = where / "payload"
+    for index in range(FILES):
+        sub = payload / f"d{index // 100:02d}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{index:04d}.bin").write_bytes(os.urandom(FILE_BYTES))
+    return payload
+
+
+def main() -> int:
+    work = Path(tempfile.mkdtemp(prefix="tradeops-bench-deploy-"))
+    audit = work / "audit"
+    print(f"bench: deploy; work dir {work}", flush=True)
+    subprocess.run([str(REPO / "scripts/wheelhouse.sh")], check=True, capture_output=True)
+    payload = make_payload(work)
+    fleet = Fleet(
+        Path("/tmp") / f"tob-{os.getpid()}", max(SIZES), name="bench", first_address="127.0.77.11"
+    )
+    try:
+        started = time.monotonic()
+        fleet.up()
+        print(f"bench: {max(SIZES)} hosts up in {time.monotonic() - started:.1f}s", flush=True)
+        extra = {
+            "refapp_venue_host": "{{ ansible_host }}",
+            "refapp_sender_comp_id": "ACC1_OE",
+            "refapp_account": "ACC1",
+            "refapp_symbols": ["ESZ5"],
+            "refapp_http_bind": "{{ ansible_host }}",
+            "refapp_db_dsn": f"sqlite:///{ROOT}/state/refapp.db",
+            "refapp_fix_store_dir": f"{ROOT}/state/fix",
+            "refapp_trading_state_path": f"{ROOT}/state/trading_state",
+            "refapp_log_file": f"{ROOT}/shared/log/refapp.jsonl",
+            "simulator_host": "{{ ansible_host }}",
+            "tradeops_wheelhouse": str(REPO / "build" / "wheelhouse"),
+        }
+        vars_file = work / "vars.json"
+        vars_file.write_text(json.dumps(extra))
+        common = ["-i", str(fleet.inventory_path), "-e", f"@{vars_file}"]
+        playbook([*common, "-e", "target_hosts=bench", "tradeops.algo.bootstrap"], audit)
+        playbook([*common, "-e", "target_hosts=bench", "tradeops.algo.simulator"], audit)
+        noop = work / "noop.yml"
+        noop.write_text("- name: Nothing\n  hosts: bench\n  gather_facts: false\n  tasks: []\n")
+        noop_times = [playbook([*common, str(noop)], audit) for _run in range(RUNS)]
+
+        walls: dict[str, float] = {}
+        phases: dict[str, list[float]] = {p: [] for p in PHASES}
+        for size in SIZES:
+            times = []
+            for run in range(RUNS):
+                version = f"{size}.{run}.0"
+                built = build_artifact(version, work / "artifacts", payload=payload)
+                audit_run = work / f"audit-{size}-{run}"
+                target = "bench" if size == max(SIZES) else f"bench[0:{size - 1}]"
+                took = playbook(
+                    [
+                        *common,
+                        "-e",
+                        f"target_hosts={target}",
+                        "-e",
+                        f"release_version={version}",
+                        "-e",
+                        f"release_artifact={built.path}",
+                        "tradeops.algo.deploy",
+                    ],
+                    audit_run,
+                )
+                times.append(took)
+                print(f"bench: {size} host(s) run {run + 1}: {took:.2f}s", flush=True)
+                if size == max(SIZES):
+                    lines = (audit_run / "deploy-audit.jsonl").read_text().splitlines()
+                    records = [json.loads(x) for x in lines]
+                    for phase in PHASES:
+                        spans = [r["duration_s"] for r in records if r["phase"] == phase]
+                        if spans:
+                            phases[phase].append(max(spans))
+                built.path.unlink()
+            walls[str(size)] = round(statistics.median(times), 3)
+        figures = {
+            "deploy_wall_s": walls,
+            "phases_s": {p: round(statistics.median(v), 3) for p, v in phases.items() if v},
+            "noop_playbook_s": round(statistics.median(noop_times), 3),
+            "artifact": {"files": FILES, "bytes": FILES * FILE_BYTES},
+            "runs": RUNS,
+            "ratio_8_to_1": round(walls["8"] / walls["1"], 3),
+        }
+        path = write_result("deploy", figures)
+        print(json.dumps(figures, indent=2))
+        print(f"bench: wrote {path}")
+    finally:
+        fleet.down()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

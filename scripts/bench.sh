@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# make bench: every benchmark; each writes bench/results/<name>.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD/src${PYTHONPATH:+:$PYTHONPATH}"
+.venv/bin/python bench/bench_sim.py
+.venv/bin/python bench/bench_deploy.py
+ls -l bench/results/*.json
