@@ -38,7 +38,17 @@ FILES = 2000
 FILE_BYTES = 10 * 1024  # 2,000 x 10 KiB of random bytes: ~20 MB, incompressible
 BIN = Path(sys.executable).parent
 ROOT = "/srv/tradeops"
-PHASES = ("controller", "lock", "preflight", "snapshot", "stage", "gate", "cutover", "verify")
+PHASES = (
+    "controller",
+    "plan",
+    "lock",
+    "preflight",
+    "snapshot",
+    "stage",
+    "gate",
+    "cutover",
+    "verify",
+)
 PHASES += ("finish", "unlock")
 
 

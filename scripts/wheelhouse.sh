@@ -7,5 +7,5 @@ out=build/wheelhouse
 mkdir -p "$out"
 rm -f "$out"/tradeops-*.whl
 .venv/bin/python -m pip wheel --quiet --disable-pip-version-check --no-build-isolation \
-    --wheel-dir "$out" '.[postgres]'
+    --wheel-dir "$out" '.[postgres]' 2> >(grep -v "^WARNING: Location" >&2)
 echo "wheelhouse: $(ls "$out" | wc -l) wheels in $out ($(ls "$out"/tradeops-*.whl | xargs -n1 basename))"

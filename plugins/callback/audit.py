@@ -12,9 +12,9 @@ type: notification
 short_description: Audit log of deploy phases, one JSON line per phase and host
 version_added: "0.1.0"
 description:
-  - Records every phase of the tradeops deploy (lock, preflight, snapshot, stage, gate,
-    cutover, verify, finish, unlock) on every host as one JSON line with the time, the
-    operator, the release id, the run id, the outcome and the duration.
+  - Records every phase of the tradeops deploy (controller, plan, lock, preflight,
+    snapshot, stage, gate, cutover, verify, finish, unlock) on every host as one JSON
+    line with the time, the operator, the release id, the run id, the outcome and the duration.
   - A phase is the prefix before C( | ) in the name of a task of the
     C(tradeops.algo.release) role. Lines are appended and fsync'd.
 author:
@@ -48,6 +48,7 @@ from ansible.plugins.callback import CallbackBase
 
 PHASES = (
     "controller",
+    "plan",
     "lock",
     "preflight",
     "snapshot",

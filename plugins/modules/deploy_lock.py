@@ -94,6 +94,10 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+acquired:
+  description: Whether this run holds the lock after the task (or would, in check mode).
+  returned: always
+  type: bool
 holder:
   description: The lock holder after the task (before it, when the task failed).
   returned: always
@@ -145,9 +149,9 @@ def main():
     holder_dict = holder.as_dict() if holder else {}
     if p["state"] == "locked":
         if holder is not None and holder.run_id != p["run_id"]:
-            module.fail_json(msg=holder.describe(), holder=holder_dict)
+            module.fail_json(msg=holder.describe(), holder=holder_dict, acquired=False)
         if holder is not None or module.check_mode:
-            module.exit_json(changed=holder is None, holder=holder_dict)
+            module.exit_json(changed=holder is None, holder=holder_dict, acquired=True)
         try:
             lock.acquire(
                 owner=p["owner"],
@@ -157,19 +161,20 @@ def main():
                 host=p["controller_host"],
             )
         except LockHeldError as exc:
-            module.fail_json(msg=str(exc), holder=exc.info.as_dict())
-        module.exit_json(changed=True, holder=lock.read().as_dict())
+            module.fail_json(msg=str(exc), holder=exc.info.as_dict(), acquired=False)
+        module.exit_json(changed=True, holder=lock.read().as_dict(), acquired=True)
 
     if holder is None:
-        module.exit_json(changed=False, holder={})
+        module.exit_json(changed=False, holder={}, acquired=False)
     if holder.run_id != p["run_id"] and not p["force"]:
         module.fail_json(
             msg="%s; set force=true and a reason to release it" % holder.describe(),
             holder=holder_dict,
+            acquired=False,
         )
     if not module.check_mode:
         lock.release(p["run_id"], operator=p["owner"], reason=p["reason"] or "", force=p["force"])
-    module.exit_json(changed=True, holder=holder_dict)
+    module.exit_json(changed=True, holder=holder_dict, acquired=False)
 
 
 if __name__ == "__main__":

@@ -63,6 +63,15 @@ options:
   reason:
     description: Why a release is marked bad; recorded in the release log.
     type: str
+  manifest_digest:
+    description:
+      - The manifest digest the controller read from the artifact.
+      - In check mode, when the artifact has not been copied to the host yet, the plan
+        uses it instead of reading the artifact.
+    type: str
+  version:
+    description: The release version, for the plan in that same case.
+    type: str
   verify:
     description:
       - For O(state=staged), re-hash every file of a release that is already staged.
@@ -183,6 +192,8 @@ def main():
             "keep": {"type": "int", "default": 5},
             "reason": {"type": "str"},
             "verify": {"type": "bool", "default": True},
+            "manifest_digest": {"type": "str"},
+            "version": {"type": "str"},
         },
         required_if=[
             ("state", "staged", ["release_id", "artifact"]),
@@ -202,6 +213,8 @@ def main():
         keep=module.params["keep"],
         reason=module.params["reason"],
         verify=module.params["verify"],
+        manifest_digest=module.params["manifest_digest"],
+        version=module.params["version"],
     )
     try:
         outcome = run_release(request, check_mode=module.check_mode)

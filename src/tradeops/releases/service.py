@@ -15,10 +15,16 @@ from typing import Any
 from tradeops.releases.activation import ActivationError, activate, plan_activate
 from tradeops.releases.fsutil import fsync_dir
 from tradeops.releases.layout import Layout
-from tradeops.releases.manifest import ManifestError
+from tradeops.releases.manifest import Manifest, ManifestError
 from tradeops.releases.prune import plan_prune, prune
 from tradeops.releases.releaselog import ReleaseLog
-from tradeops.releases.staging import StageError, plan_stage, stage, validate_release_id
+from tradeops.releases.staging import (
+    StageError,
+    StagePlan,
+    plan_stage,
+    stage,
+    validate_release_id,
+)
 
 
 class ReleaseServiceError(RuntimeError):
@@ -37,6 +43,8 @@ class ReleaseRequest:
     keep: int = 5
     reason: str | None = None
     verify: bool = True
+    manifest_digest: str | None = None  # the controller's; plans check mode without the artifact
+    version: str | None = None
 
 
 @dataclass
@@ -59,11 +67,31 @@ def _ensure_link_targets(layout: Layout, links: dict[str, str]) -> None:
         (layout.shared / sub).mkdir(parents=True, exist_ok=True)
 
 
+def _plan_without_artifact(layout: Layout, request: ReleaseRequest, rid: str) -> StagePlan:
+    """Check mode before the artifact was copied: plan from the controller's digest."""
+    release_dir = layout.releases / rid
+    digest = str(request.manifest_digest)
+    if release_dir.exists():
+        existing = Manifest.load(release_dir)
+        if existing.digest != digest:
+            raise ReleaseServiceError(
+                f"release id {rid} already exists with manifest digest {existing.digest[:12]}, "
+                f"the artifact has {digest[:12]}: refusing to reuse a release id"
+            )
+        logged = ReleaseLog(layout.release_log).status_of(rid) is not None
+        action = "none" if logged else "log-only"
+        return StagePlan(rid, existing.version, digest, not logged, action, str(release_dir))
+    return StagePlan(rid, request.version or "", digest, True, "create", str(release_dir))
+
+
 def _staged(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcome:
     rid = str(request.release_id)
     links = _links(request, rid)
     artifact = Path(str(request.artifact))
-    plan = plan_stage(layout, artifact, rid, links, verify=request.verify)
+    if check_mode and not artifact.is_file() and request.manifest_digest:
+        plan = _plan_without_artifact(layout, request, rid)
+    else:
+        plan = plan_stage(layout, artifact, rid, links, verify=request.verify)
     if plan.changed and not check_mode:
         _ensure_link_targets(layout, links)
         plan = stage(layout, artifact, rid, links)

@@ -6,6 +6,7 @@ Every Knight case must end with zero hosts activated and a report naming the hos
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -62,6 +63,7 @@ def stage(module_fleet_factory, tmp_path_factory):
         "1.3.0-other": build_artifact("1.3.0", work / "e", fault_mode="runaway").path,
         "1.4.0": build_artifact("1.4.0", work / "f").path,
         "1.5.0": build_artifact("1.5.0", work / "g").path,
+        "1.6.0": build_artifact("1.6.0", work / "h").path,
     }
     return fleet, common, artifacts, work
 
@@ -253,3 +255,34 @@ def test_stale_lock_is_reported_with_its_owner(stage) -> None:
         assert lock.exists(), "a stale lock is reported, never taken over"
     finally:
         lock.unlink(missing_ok=True)
+
+
+def _host_snapshot(fleet) -> list[dict[str, object]]:
+    """What a deploy could change on each host, read from the hosts' data roots."""
+    snap = []
+    for host in fleet.hosts:
+        root = fleet.host_dir(host)
+        log = root / "release-log.jsonl"
+        snap.append(
+            {
+                "current": os.readlink(root / "current")
+                if (root / "current").is_symlink()
+                else None,
+                "releases": sorted(p.name for p in (root / "releases").iterdir()),
+                "staging": sorted(p.name for p in (root / "releases" / ".staging").iterdir()),
+                "log": log.read_bytes() if log.exists() else b"",
+                "lock": (root / "deploy.lock").exists(),
+                "configs": sorted(p.name for p in (root / "shared" / "config").iterdir()),
+            }
+        )
+    return snap
+
+
+def test_check_mode_changes_nothing_and_diffs_the_symlink(stage) -> None:
+    fleet, _common, artifacts, _work = stage
+    before = _host_snapshot(fleet)
+    run = deploy(stage, "1.6.0", artifacts["1.6.0"], "--check", "--diff")
+    assert run.rc == 0, run.output[-6000:]
+    assert _host_snapshot(fleet) == before
+    output = " ".join(run.output.split())
+    assert "/srv/tradeops/current -> releases/1.6.0-" in output
