@@ -52,7 +52,14 @@ class NewOrder:
 
 @dataclass(frozen=True, slots=True)
 class Execution:
-    """An ExecutionReport, normalised. ``exec_type`` uses FIX ExecType(150) values."""
+    """An ExecutionReport, normalised. ``exec_type`` uses FIX ExecType(150) values.
+
+    Answers to a mass status request (``exec_type`` ``"I"``) also carry
+    ``mass_status_req_id``, ``tot_num_reports`` (how many reports the answer has)
+    and ``last_rpt_requested`` (True on the last one); they are None otherwise.
+    With nothing to report the answer is one report with ``tot_num_reports`` 0,
+    ``order_id`` ``"NONE"`` and placeholder order fields: it is not an order.
+    """
 
     exec_id: str
     order_id: str
@@ -71,6 +78,9 @@ class Execution:
     account: str | None = None
     text: str | None = None
     transact_time: str | None = None
+    mass_status_req_id: str | None = None
+    tot_num_reports: int | None = None
+    last_rpt_requested: bool | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +106,7 @@ class MassCancelReport:
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """One PositionReport (AP), per account and symbol."""
+    """One PositionReport (AP), per account and symbol; ``pos_req_id`` of the request."""
 
     account: str
     symbol: str
@@ -104,6 +114,25 @@ class Position:
     avg_px: Decimal = Decimal(0)
     realized_pnl: Decimal = Decimal(0)
     unrealized_pnl: Decimal = Decimal(0)
+    pos_req_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PositionsAck:
+    """A RequestForPositionsAck (AO): how many PositionReports the request gets.
+
+    The answer is complete once ``total`` (TotalNumPosReports, 727) Positions
+    with this ``pos_req_id`` arrived. ``status`` is PosReqStatus (729: 0
+    completed, 1 with warnings, 2 rejected), ``result`` PosReqResult (728: 0
+    valid request, else why not).
+    """
+
+    pos_req_id: str
+    total: int
+    status: str
+    result: str = "0"
+    account: str | None = None
+    text: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,7 +164,14 @@ class SessionStatus:
 
 
 BrokerEvent = (
-    Execution | CancelReject | MassCancelReport | Position | Quote | Reject | SessionStatus
+    Execution
+    | CancelReject
+    | MassCancelReport
+    | Position
+    | PositionsAck
+    | Quote
+    | Reject
+    | SessionStatus
 )
 EventCallback = Callable[[BrokerEvent], Awaitable[None] | None]
 
@@ -191,10 +227,16 @@ class BrokerSession(Protocol):
         """Cancel all orders (or those of one symbol) of the session's account."""
 
     async def mass_status(self, mass_status_req_id: str) -> None:
-        """Ask for the status of every working order (answered as ExecType=I)."""
+        """Ask for the status of every working order (answered as ExecType=I).
+
+        The answer is complete at the Execution with ``last_rpt_requested``.
+        """
 
     async def request_positions(self, pos_req_id: str) -> None:
-        """Ask for the positions of the session's account."""
+        """Ask for the positions of the session's account.
+
+        Answered by a PositionsAck with the number of Positions that follow.
+        """
 
     async def subscribe_market_data(self, md_req_id: str, symbols: list[str]) -> None:
         """Subscribe to snapshots and incremental updates for ``symbols``."""

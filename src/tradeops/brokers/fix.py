@@ -9,9 +9,12 @@ session where it stopped, and gaps are closed by resend and gap fill.
 Inbound messages become the event dataclasses of :mod:`tradeops.brokers.base`:
 ExecutionReport (8) -> Execution, OrderCancelReject (9) -> CancelReject,
 OrderMassCancelReport (r) -> MassCancelReport, PositionReport (AP) -> Position,
-MarketData snapshot/incremental (W/X) -> Quote, Reject (3),
-BusinessMessageReject (j), MarketDataRequestReject (Y) and a failed
-RequestForPositionsAck (AO) -> Reject, and logon/logout/disconnect -> SessionStatus.
+RequestForPositionsAck (AO) -> PositionsAck, MarketData snapshot/incremental
+(W/X) -> Quote, Reject (3), BusinessMessageReject (j), MarketDataRequestReject
+(Y) and a failed AO (after its PositionsAck) -> Reject, and
+logon/logout/disconnect -> SessionStatus. Mass-status reports (ExecType=I) carry
+MassStatusReqID (584), TotNumReports (911) and LastRptRequested (912) in
+``Execution``.
 
 ``SessionConfig.extra`` keys (all optional, strings):
 
@@ -52,6 +55,7 @@ from tradeops.brokers.base import (
     NewOrder,
     OrdType,
     Position,
+    PositionsAck,
     Quote,
     Reject,
     SessionConfig,
@@ -84,6 +88,21 @@ def _dec(msg: Any, tag: Any, default: Decimal | None = Decimal(0)) -> Decimal | 
 def _opt(msg: Any, tag: Any) -> str | None:
     value = msg.get(tag, None)
     return None if value in (None, "") else str(value)
+
+
+def _int(msg: Any, tag: Any) -> int | None:
+    value = _opt(msg, tag)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def _flag(msg: Any, tag: Any) -> bool | None:
+    value = _opt(msg, tag)
+    return None if value is None else value == "Y"
 
 
 class _Initiator(TradeopsConnection):
@@ -496,14 +515,23 @@ class FixSession:
             return [self._position(msg)]
         if mt == "AO":
             result = str(msg.get(FTag.PosReqResult, "0"))
-            if result != "0":
-                return [
-                    Reject(
-                        ref_msg_type="AN",
-                        reason=_opt(msg, FTag.Text) or f"PosReqResult={result}",
-                    )
-                ]
-            return []
+            ack = PositionsAck(
+                pos_req_id=str(msg.get(FTag.PosReqID, "")),
+                total=_int(msg, FTag.TotalNumPosReports) or 0,
+                status=str(msg.get(FTag.PosReqStatus, "0" if result == "0" else "2")),
+                result=result,
+                account=_opt(msg, FTag.Account),
+                text=_opt(msg, FTag.Text),
+            )
+            if result == "0":
+                return [ack]
+            return [
+                ack,
+                Reject(
+                    ref_msg_type="AN",
+                    reason=_opt(msg, FTag.Text) or f"PosReqResult={result}",
+                ),
+            ]
         if mt in ("W", "X"):
             return self._quotes(msg, snapshot=mt == "W")
         if mt == "3":
@@ -565,6 +593,9 @@ class FixSession:
             account=_opt(msg, FTag.Account),
             text=_opt(msg, FTag.Text),
             transact_time=_opt(msg, FTag.TransactTime),
+            mass_status_req_id=_opt(msg, FTag.MassStatusReqID),
+            tot_num_reports=_int(msg, FTag.TotNumReports),
+            last_rpt_requested=_flag(msg, FTag.LastRptRequested),
         )
 
     def _position(self, msg: FIXMessage) -> Position:
@@ -580,6 +611,7 @@ class FixSession:
             avg_px=_dec(msg, TAG_AVG_PX) or Decimal(0),
             realized_pnl=_dec(msg, TAG_REALIZED_PNL) or Decimal(0),
             unrealized_pnl=_dec(msg, TAG_UNREALIZED_PNL) or Decimal(0),
+            pos_req_id=_opt(msg, FTag.PosReqID),
         )
 
     def _quotes(self, msg: FIXMessage, snapshot: bool) -> list[BrokerEvent]:

@@ -92,7 +92,7 @@ class RefApp:
         self.release_id = release_id(cfg.config_dir)
         self.log = (log or open_log("refapp", cfg.log_file)).bind(instance=cfg.instance)
         self.metrics = Metrics(self.version, self.release_id, cfg.instance, cfg.fault_mode)
-        self.tracker = OrderTracker()
+        self.tracker = OrderTracker(multipliers=dict(cfg.quoting.multipliers))
         self.mode = STANDBY if standby else ACTIVE
         self.quotes: dict[str, Quote] = {}
         self.md_seen: dict[str, float] = {}
@@ -193,7 +193,12 @@ class RefApp:
         self.store.set_param("symbols", self.cfg.symbols)
         self.store.set_param(
             "quoting",
-            {"spread_bps": q.spread_bps, "size": q.size, "requote_bps": q.requote_bps},
+            {
+                "spread_bps": q.spread_bps,
+                "size": q.size,
+                "requote_bps": q.requote_bps,
+                "multipliers": q.multipliers,
+            },
         )
         self.store.set_param(
             "limits",

@@ -42,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
         "requote_bps": 5,
         "tick_size": "0.01",
         "tick_sizes": {},
+        "multipliers": {},
         "interval_s": 1.0,
     },
     "limits": {
@@ -97,10 +98,15 @@ class QuotingConfig:
     tick_size: Decimal
     tick_sizes: dict[str, Decimal]
     interval_s: float
+    multipliers: dict[str, Decimal] = field(default_factory=dict)
 
     def tick_for(self, symbol: str) -> Decimal:
         """Return the price grid of ``symbol``."""
         return self.tick_sizes.get(symbol, self.tick_size)
+
+    def multiplier_for(self, symbol: str) -> Decimal:
+        """Return the contract multiplier of ``symbol`` (P&L per price point and unit)."""
+        return self.multipliers.get(symbol, Decimal(1))
 
 
 @dataclass(frozen=True)
@@ -164,7 +170,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any], prefix: str = "") -> 
         name = f"{prefix}{key}"
         if key not in base:
             raise ConfigError(f"unknown key {name}")
-        if isinstance(base[key], dict) and key not in ("per_symbol", "tick_sizes"):
+        if isinstance(base[key], dict) and key not in ("per_symbol", "tick_sizes", "multipliers"):
             if value is None:
                 continue
             if not isinstance(value, dict):
@@ -235,6 +241,19 @@ def _db(value: Any, base: Path | None) -> str:
     raise ConfigError("db must be sqlite:///PATH or postgresql://... (a libpq URI)")
 
 
+def _per_symbol(raw: Any, name: str, what: str, symbols: list[str]) -> dict[str, Decimal]:
+    """Validate a mapping of quoted symbol to a number greater than 0."""
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{name} must be a mapping of symbol to {what}")
+    out: dict[str, Decimal] = {}
+    for sym, value in raw.items():
+        if sym not in symbols:
+            raise ConfigError(f"{name}.{sym}: {sym} is not in symbols")
+        out[sym] = _num(value, f"{name}.{sym}", positive=True)
+    return out
+
+
 def validate(data: Any, path: str | None = None) -> RefAppConfig:
     """Validate a parsed config mapping (merged over the defaults)."""
     if data is None:
@@ -270,14 +289,10 @@ def validate(data: Any, path: str | None = None) -> RefAppConfig:
         raise ConfigError("symbols must not repeat a symbol")
 
     q = merged["quoting"]
-    ticks_raw = q["tick_sizes"] or {}
-    if not isinstance(ticks_raw, dict):
-        raise ConfigError("quoting.tick_sizes must be a mapping of symbol to tick size")
-    tick_sizes: dict[str, Decimal] = {}
-    for sym, value in ticks_raw.items():
-        if sym not in symbols:
-            raise ConfigError(f"quoting.tick_sizes.{sym}: {sym} is not in symbols")
-        tick_sizes[sym] = _num(value, f"quoting.tick_sizes.{sym}", positive=True)
+    tick_sizes = _per_symbol(q["tick_sizes"], "quoting.tick_sizes", "tick size", symbols)
+    multipliers = _per_symbol(
+        q["multipliers"], "quoting.multipliers", "contract multiplier", symbols
+    )
     quoting = QuotingConfig(
         spread_bps=_num(q["spread_bps"], "quoting.spread_bps", positive=True),
         size=_num(q["size"], "quoting.size", positive=True),
@@ -285,6 +300,7 @@ def validate(data: Any, path: str | None = None) -> RefAppConfig:
         tick_size=_num(q["tick_size"], "quoting.tick_size", positive=True),
         tick_sizes=tick_sizes,
         interval_s=float(_num(q["interval_s"], "quoting.interval_s", positive=True)),
+        multipliers=multipliers,
     )
 
     lim = merged["limits"]
@@ -391,6 +407,7 @@ quoting:
   requote_bps: 5              # move a quote when the target moved this much
   tick_size: "0.01"           # price grid of every symbol ...
   tick_sizes: {}              # ... unless given here, e.g. {ESZ5: 0.25}
+  multipliers: {}             # contract multipliers for P&L (default 1), e.g. {ESZ5: 50}
   interval_s: 1.0             # longest time between two quoting passes
 limits:
   max_position: 100           # per symbol, counting working orders

@@ -4,6 +4,11 @@ The tracker is fed the orders the strategy sends and the ExecutionReports the
 venue returns; it is the single source for position limits (which count working
 orders) and for the P&L. Fills are keyed by exec_id, so a report seen twice (a
 FIX resend, a restart) is applied once.
+
+P&L is in money: price difference * quantity * the symbol's contract multiplier
+(``quoting.multipliers``, 1 unless configured), as the venue reports it. The
+realized part is kept, and stored, in price * quantity (``realized_points``) and
+multiplied when read, so stores written before multipliers existed stay right.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from decimal import Decimal
 from tradeops.brokers.base import Execution, Side
 
 ZERO = Decimal(0)
+ONE = Decimal(1)
 
 # ExecType(150) values that carry a fill (FIX 4.4 "F", FIX 4.2 partial/full fill).
 FILL_EXEC_TYPES = frozenset({"F", "1", "2"})
@@ -105,12 +111,22 @@ class OrderRecord:
 
 @dataclass(slots=True)
 class PositionState:
-    """Net position of one symbol, at average cost, with realized P&L."""
+    """Net position of one symbol, at average cost, with realized P&L.
+
+    ``realized_points`` is the realized P&L in price * quantity (what the store
+    keeps); :attr:`realized_pnl` and :meth:`unrealized` apply ``multiplier``.
+    """
 
     symbol: str
     qty: Decimal = ZERO
     avg_px: Decimal = ZERO
-    realized_pnl: Decimal = ZERO
+    realized_points: Decimal = ZERO
+    multiplier: Decimal = ONE
+
+    @property
+    def realized_pnl(self) -> Decimal:
+        """Realized P&L in money (price * quantity * multiplier)."""
+        return self.realized_points * self.multiplier
 
     def apply_fill(self, side: Side, qty: Decimal, px: Decimal) -> None:
         """Update the position for a fill of ``qty`` at ``px``."""
@@ -122,7 +138,7 @@ class PositionState:
             return
         closing = min(abs(signed), abs(self.qty))
         direction = 1 if self.qty > 0 else -1
-        self.realized_pnl += (px - self.avg_px) * closing * direction
+        self.realized_points += (px - self.avg_px) * closing * direction
         new_qty = self.qty + signed
         if new_qty == 0:
             self.avg_px = ZERO
@@ -131,10 +147,10 @@ class PositionState:
         self.qty = new_qty
 
     def unrealized(self, mark: Decimal | None) -> Decimal:
-        """Unrealized P&L at ``mark`` (0 without a mark or a position)."""
+        """Unrealized P&L in money at ``mark`` (0 without a mark or a position)."""
         if mark is None or self.qty == 0:
             return ZERO
-        return (mark - self.avg_px) * self.qty
+        return (mark - self.avg_px) * self.qty * self.multiplier
 
     def as_dict(self) -> dict[str, object]:
         """Return the position as JSON-able data."""
@@ -143,6 +159,7 @@ class PositionState:
             "qty": str(self.qty),
             "avg_px": str(self.avg_px),
             "realized_pnl": str(self.realized_pnl),
+            "multiplier": str(self.multiplier),
         }
 
 
@@ -179,13 +196,18 @@ class OrderTracker:
     orders: dict[str, OrderRecord] = field(default_factory=dict)
     positions: dict[str, PositionState] = field(default_factory=dict)
     exec_ids: set[str] = field(default_factory=set)
+    multipliers: dict[str, Decimal] = field(default_factory=dict)
     _cancel_ids: dict[str, str] = field(default_factory=dict)
+
+    def multiplier(self, symbol: str) -> Decimal:
+        """Contract multiplier of ``symbol`` (1 unless configured)."""
+        return self.multipliers.get(symbol, ONE)
 
     def position(self, symbol: str) -> PositionState:
         """Return (creating if needed) the position of ``symbol``."""
         pos = self.positions.get(symbol)
         if pos is None:
-            pos = self.positions[symbol] = PositionState(symbol)
+            pos = self.positions[symbol] = PositionState(symbol, multiplier=self.multiplier(symbol))
         return pos
 
     def load(
@@ -194,12 +216,13 @@ class OrderTracker:
         positions: Iterable[PositionState],
         exec_ids: Iterable[str],
     ) -> None:
-        """Restore state read from the store."""
+        """Restore state read from the store; positions take the configured multipliers."""
         for order in orders:
             self.orders[order.cl_ord_id] = order
             if order.cancel_cl_ord_id:
                 self._cancel_ids[order.cancel_cl_ord_id] = order.cl_ord_id
         for pos in positions:
+            pos.multiplier = self.multiplier(pos.symbol)
             self.positions[pos.symbol] = pos
         self.exec_ids.update(exec_ids)
 

@@ -8,6 +8,9 @@ both engines accept (``?`` placeholders, translated for psycopg), and
 
 A fill and the position it changes are written in one transaction, and a fill
 whose exec_id is already stored changes nothing, so replaying reports is safe.
+``positions.realized_pnl`` holds the realized P&L in price * quantity, before the
+contract multiplier (``PositionState.realized_points``): the refapp multiplies it
+by the configured multiplier when it reports P&L.
 """
 
 from __future__ import annotations
@@ -164,7 +167,7 @@ class SqlStore(migrations.MigrationDriver):
                     position.symbol,
                     v(position.qty),
                     v(position.avg_px),
-                    v(position.realized_pnl),
+                    v(position.realized_points),
                     now,
                 ),
             )

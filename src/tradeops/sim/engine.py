@@ -53,6 +53,11 @@ BUY, SELL = "1", "2"
 MARKET, LIMIT = "1", "2"
 TIF_OK = frozenset({"0", "1"})  # Day, GTC
 
+# The mass-status answer when no order matches (a common venue convention).
+NO_ORDER_ID = "NONE"
+NO_SYMBOL = "NA"
+NO_ORDERS_TEXT = "no working orders"
+
 
 @dataclass(frozen=True, slots=True)
 class NewOrderReq:
@@ -544,8 +549,15 @@ class Engine:
     def status_reports(
         self, account: str, session: str, req_id: str, symbol: str | None = None
     ) -> list[Report]:
-        """ExecType=I reports of every working order (OrderMassStatusRequest)."""
+        """ExecType=I reports of every working order (OrderMassStatusRequest).
+
+        Every report carries ``req_id``, the total and a last-report flag. With no
+        working order the answer is one report without an order (OrderID ``NONE``,
+        total 0, flagged last), so that a request is never left unanswered.
+        """
         orders = self.working_orders(account, symbol)
+        if not orders:
+            return [self._no_orders_report(account, session, req_id, symbol)]
         out = []
         for i, order in enumerate(orders):
             out.append(
@@ -559,6 +571,42 @@ class Engine:
                 )
             )
         return out
+
+    def _no_orders_report(
+        self, account: str, session: str, req_id: str, symbol: str | None
+    ) -> Report:
+        """The single ExecType=I report answering a mass status with nothing to report.
+
+        FIX requires Symbol and Side in an ExecutionReport: Symbol is the requested
+        one (``NA`` for all), Side 1 and the zero quantities are placeholders;
+        OrdStatus 8 as for a status request on an unknown order.
+        """
+        return Report(
+            exec_id=self._exec_id(),
+            order_id=NO_ORDER_ID,
+            cl_ord_id=NO_ORDER_ID,
+            orig_cl_ord_id=None,
+            account=account,
+            symbol=symbol or NO_SYMBOL,
+            side=BUY,
+            ord_type="",
+            order_qty=Decimal(0),
+            price=None,
+            exec_type=EXEC_STATUS,
+            ord_status=ST_REJECTED,
+            last_qty=Decimal(0),
+            last_px=Decimal(0),
+            leaves_qty=Decimal(0),
+            cum_qty=Decimal(0),
+            avg_px=Decimal(0),
+            transact_time=self._clock(),
+            recipients=frozenset({session}),
+            text=NO_ORDERS_TEXT if symbol is None else f"{NO_ORDERS_TEXT} in {symbol}",
+            status_only=True,
+            mass_status_req_id=req_id,
+            tot_num_reports=0,
+            last_rpt_requested=True,
+        )
 
     def set_kill_switch(self, account: str, on: bool) -> list[Report]:
         """Turn the account's kill switch on (cancelling working orders) or off."""

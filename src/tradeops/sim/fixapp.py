@@ -236,7 +236,8 @@ def exec_report(rep: Report) -> FIXMessage:
     m[FTag.Symbol] = rep.symbol
     m[FTag.Side] = rep.side
     m[FTag.OrderQty] = fmt_decimal(rep.order_qty)
-    m[FTag.OrdType] = rep.ord_type
+    if rep.ord_type:
+        m[FTag.OrdType] = rep.ord_type
     if rep.price is not None:
         m[FTag.Price] = fmt_decimal(rep.price)
     m[FTag.LastQty] = fmt_decimal(rep.last_qty)

@@ -536,7 +536,16 @@ class SimServer:
             raise BusinessRejectError(
                 fixapp.BR_OTHER, f"MassStatusReqType {req_type} not supported (use 1, 7)", req_id
             )
-        await self._route(self.engine.status_reports(account, acc.name, req_id, symbol))
+        reports = self.engine.status_reports(account, acc.name, req_id, symbol)
+        self.log.event(
+            "mass_status",
+            session=acc.name,
+            account=account,
+            symbol=symbol,
+            mass_status_req_id=req_id,
+            reports=reports[0].tot_num_reports,
+        )
+        await self._route(reports)
 
     async def _on_positions(self, acc: SessionAcceptor, msg: FIXMessage) -> None:
         pos_req_id = fixapp.req(msg, FTag.PosReqID)

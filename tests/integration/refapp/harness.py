@@ -38,6 +38,9 @@ ACCOUNT = "ACC1"
 OE, DC, RISK = "REFAPP_OE", "ACC1_DC", "ACC1_RISK"
 SIM_ID = "SIM"
 SYMBOLS = ["AAA", "BBB"]
+# Contract multipliers of the test symbols, at the venue and in the refapp's config:
+# not 1, so that P&L computed without them would not match the venue's.
+MULTIPLIERS = {"AAA": 50, "BBB": 1000}
 
 
 def wait_for(cond: Callable[[], Any], what: str, timeout: float = 30.0, step: float = 0.1) -> Any:
@@ -180,7 +183,7 @@ def sim_config(tmp: Path, ports: dict[str, int], admin_port: int, extra_oe: list
                 "spread_ticks": 2,
                 "volatility_ticks": 3.0,
                 "size": 100,
-                "multiplier": 1,
+                "multiplier": MULTIPLIERS["AAA"],
             },
             {
                 "symbol": "BBB",
@@ -189,7 +192,7 @@ def sim_config(tmp: Path, ports: dict[str, int], admin_port: int, extra_oe: list
                 "spread_ticks": 2,
                 "volatility_ticks": 3.0,
                 "size": 100,
-                "multiplier": 1,
+                "multiplier": MULTIPLIERS["BBB"],
             },
         ],
         "accounts": [{"account": ACCOUNT, "sessions": sessions}],
@@ -248,7 +251,7 @@ class RefApp:
 def refapp_config(
     tmp: Path, sim: Sim, db: str, http_port: int, name: str = "refapp", **over: Any
 ) -> Path:
-    """Write a refapp config that quotes AAA and BBB on the simulator."""
+    """Write a refapp config that quotes AAA and BBB on the simulator (their multipliers)."""
     data: dict[str, Any] = {
         "instance": name,
         "venue": {
@@ -261,7 +264,13 @@ def refapp_config(
         },
         "account": ACCOUNT,
         "symbols": SYMBOLS,
-        "quoting": {"spread_bps": 4, "size": 5, "requote_bps": 3, "interval_s": 0.2},
+        "quoting": {
+            "spread_bps": 4,
+            "size": 5,
+            "requote_bps": 3,
+            "interval_s": 0.2,
+            "multipliers": dict(MULTIPLIERS),
+        },
         "limits": {"max_position": 40, "max_order_qty": 100},
         "db": db,
         "http": {"bind": "127.0.0.1", "port": http_port},

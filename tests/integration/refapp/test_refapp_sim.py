@@ -3,7 +3,9 @@
 Each test starts its own simulator and refapp (free loopback ports), connects a
 drop-copy and a risk session of its own, and stops every process it started by
 PID. The venue's records are the reference: the refapp's stored fills must equal
-the drop copy's fills exactly, and its positions the venue's PositionReports.
+the drop copy's fills exactly, and its positions the venue's PositionReports,
+realized P&L included (AAA and BBB have contract multipliers 50 and 1000 at the
+venue and in the refapp's config, so a P&L without them would not match).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 
 from tests.integration.refapp.harness import (
     DC,
+    MULTIPLIERS,
     RISK,
     SYMBOLS,
     FixClient,
@@ -36,6 +39,7 @@ from tradeops.tradingstate import write_state
 pytestmark = pytest.mark.slow
 
 TERMINAL = {"2", "4", "8", "C", "3"}
+EPS = Decimal("1e-9")
 
 
 @pytest.fixture
@@ -105,8 +109,12 @@ def fill_key(side: Side, symbol: str, qty: Decimal, px: Decimal) -> tuple[str, s
     return (side.name, symbol, str(qty.normalize()), str(px.normalize()))
 
 
-def assert_matches_venue(db: str, drop_copy: FixClient, risk: FixClient) -> None:
-    """Stored fills == drop-copy fills (exec_id, side, qty, px); positions == venue's."""
+def assert_matches_venue(db: str, drop_copy: FixClient, risk: FixClient) -> dict[str, Decimal]:
+    """Stored fills == drop-copy fills (exec_id, side, qty, px); positions == venue's.
+
+    The store keeps realized P&L before the contract multiplier. Returns the venue's
+    realized P&L (PositionReport tag 9102) by symbol.
+    """
     store = open_store(db)
     try:
         fills = store.load_fills()
@@ -124,10 +132,25 @@ def assert_matches_venue(db: str, drop_copy: FixClient, risk: FixClient) -> None
         mine = positions.get(symbol)
         qty = mine.qty if mine else Decimal(0)
         assert reports[symbol].qty == qty, symbol
-        if mine is not None:
-            assert abs(reports[symbol].realized_pnl - mine.realized_pnl) < Decimal("1e-9")
+        realized = mine.realized_points * MULTIPLIERS[symbol] if mine else Decimal(0)
+        assert abs(reports[symbol].realized_pnl - realized) < EPS, symbol
         if qty:
-            assert abs(reports[symbol].avg_px - mine.avg_px) < Decimal("1e-9"), symbol
+            assert abs(reports[symbol].avg_px - mine.avg_px) < EPS, symbol
+    return {symbol: reports[symbol].realized_pnl for symbol in SYMBOLS}
+
+
+def assert_status_pnl_matches_venue(app: RefApp, venue: dict[str, Decimal]) -> None:
+    """The refapp's own realized P&L (/status) == the venue's, symbol by symbol."""
+    positions = app.status()["positions"]
+    for symbol in SYMBOLS:
+        assert Decimal(positions[symbol]["multiplier"]) == MULTIPLIERS[symbol], symbol
+        assert abs(Decimal(positions[symbol]["realized_pnl"]) - venue[symbol]) < EPS, symbol
+
+
+def realized_somewhere(app: RefApp) -> bool:
+    """True once some symbol has a non-zero realized P&L (a round trip was made)."""
+    st = app.try_status()
+    return bool(st) and any(Decimal(p["realized_pnl"]) for p in st["positions"].values())
 
 
 def wait_fills(app: RefApp, n: int, timeout: float = 90.0) -> dict:
@@ -148,6 +171,8 @@ def test_trades_matches_the_venue_and_survives_a_restart(
     apps.append(app)
     wait_for(lambda: http(app.url + "/readyz")[0] == 200, "ready")
     wait_fills(app, 4)
+    # A P&L comparison needs some realized P&L: wait for a closing fill.
+    wait_for(lambda: realized_somewhere(app), "a realized P&L", timeout=90, step=0.2)
     wait_for(lambda: app.status()["working_orders"], "working orders")
 
     # SIGTERM: working orders are cancelled and acknowledged before exit 0.
@@ -165,7 +190,8 @@ def test_trades_matches_the_venue_and_survives_a_restart(
         timeout=10,
     )
     assert venue_orders
-    assert_matches_venue(db, drop_copy, risk)
+    venue_pnl = assert_matches_venue(db, drop_copy, risk)
+    assert any(venue_pnl.values()), venue_pnl
     fills_before = len(drop_copy.fills())
     store = open_store(db)
     positions_before = {p.symbol: p.qty for p in store.load_positions()}
@@ -180,6 +206,8 @@ def test_trades_matches_the_venue_and_survives_a_restart(
     for symbol, qty in positions_before.items():
         assert Decimal(status["positions"][symbol]["qty"]) == qty
     assert app2.proc.events("state_loaded")[-1]["fills"] == fills_before
+    # Nothing trades while it is in standby: its reloaded P&L is the venue's.
+    assert_status_pnl_matches_venue(app2, venue_pnl)
     wait_for(lambda: http(app2.url + "/activate", "POST")[0] == 200, "activation")
     wait_fills(app2, fills_before + 2)
     assert app2.stop() == 0

@@ -413,6 +413,46 @@ def test_state_survives_a_restart_without_duplicates(tmp_path: Path) -> None:
     assert h.log.events("state_loaded")[0]["fills"] == 1
 
 
+def test_pnl_in_status_and_metrics_applies_the_multiplier(tmp_path: Path) -> None:
+    write_state(tmp_path / "trading_state", "ACTIVE")
+    quoting = {
+        "spread_bps": 20,
+        "size": 10,
+        "requote_bps": 5,
+        "interval_s": 0.05,
+        "multipliers": {"AAA": 50},
+    }
+
+    async def first() -> Harness:
+        async with Harness(tmp_path, quoting=quoting) as h:
+            await until(lambda: len(h.venue.live) == 2, "two quotes")
+            await h.venue.fill(h.quotes_at_venue(Side.BUY)[0].cl_ord_id, D(10))  # 10 @ 99.90
+            await h.venue.fill(h.quotes_at_venue(Side.SELL)[0].cl_ord_id, D(4))  # 4 @ 100.10
+            _code, status = await http(h.app, "GET", "/status")
+            pos = status["positions"]["AAA"]
+            assert (pos["qty"], D(pos["avg_px"]), pos["multiplier"]) == ("6", D("99.90"), "50")
+            assert D(pos["realized_pnl"]) == D("0.20") * 4 * 50
+            assert D(pos["mark"]) == 100
+            assert D(pos["unrealized_pnl"]) == D("0.10") * 6 * 50
+            _code, text = await http(h.app, "GET", "/metrics")
+            assert 'tradeops_refapp_realized_pnl{symbol="AAA"} 40.0' in text
+            assert 'tradeops_refapp_unrealized_pnl{symbol="AAA"} 30.0' in text
+            assert 'tradeops_refapp_position{symbol="AAA"} 6.0' in text
+        return h
+
+    run(first())
+
+    async def second() -> Harness:
+        async with Harness(tmp_path, standby=True, quoting=quoting) as h:
+            _code, status = await http(h.app, "GET", "/status")
+            assert D(status["positions"]["AAA"]["realized_pnl"]) == 40
+            _code, text = await http(h.app, "GET", "/metrics")
+            assert 'tradeops_refapp_realized_pnl{symbol="AAA"} 40.0' in text
+        return h
+
+    run(second())
+
+
 def test_stale_orders_from_a_crash_are_cancelled_at_start(tmp_path: Path) -> None:
     write_state(tmp_path / "trading_state", "HALTED")
     from tradeops.refapp.orders import OrderRecord

@@ -60,6 +60,20 @@ def test_per_symbol_limits_and_postgres_dsn() -> None:
     assert cfg.db.startswith("postgresql://")
 
 
+def test_contract_multipliers_default_to_one() -> None:
+    cfg = validate(
+        {
+            "symbols": ["ESZ5", "CLZ5", "AAPL"],
+            "quoting": {"multipliers": {"ESZ5": 50, "CLZ5": "1000"}},
+        }
+    )
+    assert cfg.quoting.multipliers == {"ESZ5": Decimal(50), "CLZ5": Decimal(1000)}
+    assert cfg.quoting.multiplier_for("ESZ5") == 50
+    assert cfg.quoting.multiplier_for("AAPL") == 1
+    assert validate({}).quoting.multipliers == {}
+    assert validate({"quoting": {"multipliers": None}}).quoting.multipliers == {}
+
+
 @pytest.mark.parametrize(
     ("data", "message"),
     [
@@ -86,6 +100,30 @@ def test_per_symbol_limits_and_postgres_dsn() -> None:
         (
             {"quoting": {"tick_sizes": {"AAPL": 0}}},
             "quoting.tick_sizes.AAPL must be greater than 0",
+        ),
+        (
+            {"quoting": {"multipliers": {"AAPL": 0}}},
+            "quoting.multipliers.AAPL must be greater than 0",
+        ),
+        (
+            {"quoting": {"multipliers": {"AAPL": -50}}},
+            "quoting.multipliers.AAPL must be greater than 0",
+        ),
+        (
+            {"quoting": {"multipliers": {"AAPL": "fifty"}}},
+            "quoting.multipliers.AAPL must be a number",
+        ),
+        (
+            {"quoting": {"multipliers": {"AAPL": True}}},
+            "quoting.multipliers.AAPL must be a number",
+        ),
+        (
+            {"quoting": {"multipliers": {"ESZ5": 50}}},
+            "quoting.multipliers.ESZ5: ESZ5 is not in symbols",
+        ),
+        (
+            {"quoting": {"multipliers": [50]}},
+            "quoting.multipliers must be a mapping of symbol to contract multiplier",
         ),
         ({"fault": {"rate_per_s": 0}}, "fault.rate_per_s must be greater than 0"),
         ({"cancel_on_start": "yes"}, "cancel_on_start must be true or false"),

@@ -134,3 +134,51 @@ def test_position_average_cost_and_realized_pnl() -> None:
     p.apply_fill(Side.BUY, D(10), D(90))
     assert (p.qty, p.avg_px, p.realized_pnl) == (0, 0, -25 + 100)
     assert p.unrealized(None) == 0
+
+
+def test_pnl_applies_the_contract_multiplier_through_a_flip() -> None:
+    p = PositionState("ESZ5", multiplier=D(50))
+    p.apply_fill(Side.BUY, D(2), D("5000"))
+    p.apply_fill(Side.BUY, D(2), D("5001"))
+    assert (p.qty, p.avg_px, p.realized_pnl) == (4, D("5000.5"), 0)
+    assert p.unrealized(D("5002")) == D("1.5") * 4 * 50
+    p.apply_fill(Side.SELL, D(1), D("5002"))  # closes 1: +1.5 points
+    assert (p.qty, p.avg_px) == (3, D("5000.5"))  # quantities and prices are unchanged
+    assert p.realized_points == D("1.5")
+    assert p.realized_pnl == D("1.5") * 50
+    # Sell 5 at 4999: closes 3 at -1.5 points each, then opens -2 at 4999.
+    p.apply_fill(Side.SELL, D(5), D("4999"))
+    assert (p.qty, p.avg_px) == (-2, D("4999"))
+    assert p.realized_pnl == (D("1.5") - D("4.5")) * 50
+    assert p.unrealized(D("4998")) == D(1) * 2 * 50  # short 2, one point in our favour
+    p.apply_fill(Side.BUY, D(2), D("5000"))  # closes the short at a loss of 2 points
+    assert (p.qty, p.avg_px, p.unrealized(D("5000"))) == (0, 0, 0)
+    assert p.realized_pnl == (D("1.5") - D("4.5") - D(2)) * 50 == -250
+    assert p.as_dict() == {
+        "symbol": "ESZ5",
+        "qty": "0",
+        "avg_px": "0",
+        "realized_pnl": str(D("-5.0") * 50),
+        "multiplier": "50",
+    }
+
+
+def test_tracker_gives_positions_their_multiplier_new_and_restored() -> None:
+    t = OrderTracker(multipliers={"CLZ5": D(1000)})
+    # Restored from the store: realized P&L is stored before the multiplier.
+    t.load([], [PositionState("CLZ5", D(3), D("75.10"), D("0.25"))], [])
+    clz5 = t.position("CLZ5")
+    assert (clz5.qty, clz5.avg_px, clz5.multiplier) == (3, D("75.10"), 1000)
+    assert clz5.realized_pnl == 250
+    assert clz5.unrealized(D("75.12")) == D("0.02") * 3 * 1000
+    t.on_execution(
+        er("GONE", "F", "2", exec_id="E1", last_qty=3, last_px="75.00", side=Side.SELL,
+           symbol="CLZ5")
+    )  # fmt: skip
+    assert clz5.qty == 0
+    assert clz5.realized_points == D("0.25") - D("0.30")
+    assert clz5.realized_pnl == -50
+    # A symbol without a configured multiplier counts 1.
+    t.on_execution(er("GONE", "F", "2", exec_id="E2", last_qty=2, last_px=10))
+    assert t.position("AAA").multiplier == 1
+    assert t.position("AAA").unrealized(D(11)) == 2

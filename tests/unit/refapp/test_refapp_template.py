@@ -9,6 +9,7 @@ import jinja2
 import pytest
 import yaml
 
+import tradeops
 import tradeops.refapp
 from tradeops.refapp.config import validate
 
@@ -36,6 +37,27 @@ def test_minimal_variables_render_a_valid_config() -> None:
     assert cfg.cancel_on_start is True
     assert cfg.log_file is None
     assert cfg.venue.store_dir == "fix"
+    assert (cfg.quoting.tick_sizes, cfg.quoting.multipliers) == ({}, {})
+
+
+def test_simulator_symbols_get_the_simulator_tick_sizes_and_multipliers() -> None:
+    sim = yaml.safe_load((Path(tradeops.__file__).parent / "sim" / "default.yml").read_text())
+    shipped = {s["symbol"]: s for s in sim["symbols"]}
+    assert sorted(shipped) == ["CLZ5", "ESZ5", "NQZ5"]
+    symbols = ["ESZ5", "NQZ5", "CLZ5", "AAPL"]
+    cfg = validate(render(**{**REQUIRED, "refapp_symbols": symbols}))
+    assert cfg.quoting.multipliers == {
+        "ESZ5": Decimal(50),
+        "NQZ5": Decimal(20),
+        "CLZ5": Decimal(1000),
+    }
+    for sym, spec in shipped.items():
+        assert cfg.quoting.multiplier_for(sym) == Decimal(str(spec["multiplier"])), sym
+        assert cfg.quoting.tick_for(sym) == Decimal(str(spec["tick_size"])), sym
+    assert cfg.quoting.multiplier_for("AAPL") == 1
+    # Only quoted symbols appear (the config refuses the others).
+    only_es = validate(render(**{**REQUIRED, "refapp_symbols": ["ESZ5"]}))
+    assert only_es.quoting.multipliers == {"ESZ5": Decimal(50)}
 
 
 def test_every_variable_is_used() -> None:
@@ -49,6 +71,7 @@ def test_every_variable_is_used() -> None:
             refapp_quote_size=3,
             refapp_tick_size="0.05",
             refapp_tick_sizes={"AAPL": "0.01"},
+            refapp_multipliers={"AAPL": 2, "ESZ5": 50},
             refapp_max_position=40,
             refapp_position_limits={"AAPL": 10},
             refapp_http_port=8481,
@@ -63,6 +86,7 @@ def test_every_variable_is_used() -> None:
     assert str(cfg.quoting.tick_size) == "0.05"
     assert cfg.quoting.tick_for("AAPL") == Decimal("0.01")
     assert cfg.quoting.tick_for("MSFT") == Decimal("0.05")
+    assert cfg.quoting.multipliers == {"AAPL": Decimal(2)}  # ESZ5 is not quoted
     assert cfg.limits.for_symbol("AAPL") == 10
     assert cfg.limits.for_symbol("MSFT") == 40
     assert cfg.cancel_on_start is False

@@ -154,6 +154,41 @@ def test_mass_cancel_and_status_reports():
     assert [o.cl_ord_id for o in eng.working_orders("ACC2")] == ["o1"]
 
 
+def test_status_reports_count_and_flag_the_last():
+    eng = engine()
+    for i in range(3):
+        eng.new_order(nos(f"w{i}", price=90), "OE")
+    status = eng.status_reports("ACC1", "RISK", "ms")
+    assert [(r.mass_status_req_id, r.tot_num_reports) for r in status] == [("ms", 3)] * 3
+    assert [r.order_id for r in status] == [o.order_id for o in eng.working_orders("ACC1")]
+
+
+def test_status_reports_without_working_orders_answer_once():
+    eng = engine()
+    eng.new_order(nos("w", price=90, account="ACC2"), "OE2")  # another account's order
+    [none] = eng.status_reports("ACC1", "RISK", "ms0")
+    assert (none.exec_type, none.order_id, none.cl_ord_id) == ("I", "NONE", "NONE")
+    assert (none.mass_status_req_id, none.tot_num_reports, none.last_rpt_requested) == (
+        "ms0",
+        0,
+        True,
+    )
+    assert (none.account, none.symbol, none.ord_status, none.text) == (
+        "ACC1",
+        "NA",
+        "8",
+        "no working orders",
+    )
+    assert none.status_only
+    assert none.recipients == frozenset({"RISK"})
+    assert (none.order_qty, none.leaves_qty, none.cum_qty) == (0, 0, 0)
+    eng.new_order(nos("c", price=70, symbol="CLZ5"), "OE")
+    [sym] = eng.status_reports("ACC1", "RISK", "ms1", "ESZ5")
+    assert (sym.order_id, sym.symbol, sym.text) == ("NONE", "ESZ5", "no working orders in ESZ5")
+    second = eng.status_reports("ACC1", "RISK", "ms2", "ESZ5")[0]
+    assert second.exec_id != sym.exec_id  # unique ExecIDs: a resend is recognised as such
+
+
 def test_kill_switch():
     eng = engine()
     eng.new_order(nos("k1", price=90), "OE")

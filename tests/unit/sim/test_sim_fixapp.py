@@ -14,6 +14,7 @@ from tradeops.brokers.base import (
     Execution,
     MassCancelReport,
     Position,
+    PositionsAck,
     Quote,
     Reject,
     SessionConfig,
@@ -163,8 +164,12 @@ def test_both_ends_agree_on_the_wire_format():
         D("12.5"),
         D("-7.5"),
     )
-    assert client._convert(_roundtrip(fixapp.positions_ack("A", "p", "ACC1", 1))) == []
-    [rej] = client._convert(_roundtrip(fixapp.positions_ack("A", "p", "ACC1", 0, "4", "no")))
+    assert pos.pos_req_id == "p"
+    assert client._convert(_roundtrip(fixapp.positions_ack("A", "p", "ACC1", 1))) == [
+        PositionsAck(pos_req_id="p", total=1, status="0", result="0", account="ACC1")
+    ]
+    [nak, rej] = client._convert(_roundtrip(fixapp.positions_ack("A", "p", "ACC1", 0, "4", "no")))
+    assert nak == PositionsAck("p", 0, "2", "4", "ACC1", "no")
     assert isinstance(rej, Reject)
     assert rej.ref_msg_type == "AN"
 
@@ -182,6 +187,57 @@ def test_both_ends_agree_on_the_wire_format():
     assert (sr.ref_msg_type, sr.ref_seq_num, sr.reason) == ("D", 7, "missing")
     [br] = client._convert(_roundtrip(fixapp.business_reject(8, "H", 3, "unsupported")))
     assert (br.ref_msg_type, br.ref_seq_num) == ("H", 8)
+
+
+def test_mass_status_fields_on_the_wire_and_in_executions():
+    client = _client()
+    rep = _report(exec_type="I", ord_status="0", mass_status_req_id="ms",
+                  tot_num_reports=2, last_rpt_requested=False)  # fmt: skip
+    msg = _roundtrip(fixapp.exec_report(rep))
+    assert (msg[FTag.MassStatusReqID], msg[FTag.TotNumReports], msg[FTag.LastRptRequested]) == (
+        "ms",
+        "2",
+        "N",
+    )
+    [ex] = client._convert(msg)
+    assert (ex.mass_status_req_id, ex.tot_num_reports, ex.last_rpt_requested) == ("ms", 2, False)
+    last = _report(exec_id="E2", exec_type="I", mass_status_req_id="ms", tot_num_reports=2,
+                   last_rpt_requested=True)  # fmt: skip
+    [ex2] = client._convert(_roundtrip(fixapp.exec_report(last)))
+    assert ex2.last_rpt_requested is True
+    [plain] = client._convert(_roundtrip(fixapp.exec_report(_report(exec_id="E3"))))
+    assert (plain.mass_status_req_id, plain.tot_num_reports, plain.last_rpt_requested) == (
+        None,
+        None,
+        None,
+    )
+    garbled = _roundtrip(fixapp.exec_report(_report(exec_id="E4")))
+    garbled.tags[str(FTag.TotNumReports)] = "x"
+    [lenient] = client._convert(garbled)  # an order's report is never dropped for that
+    assert lenient.tot_num_reports is None
+
+
+def test_no_orders_status_report_on_the_wire():
+    client = _client()
+    none = _report(order_id="NONE", cl_ord_id="NONE", symbol="NA", side="1", ord_type="",
+                   order_qty=D(0), price=None, exec_type="I", ord_status="8", last_qty=D(0),
+                   last_px=D(0), leaves_qty=D(0), cum_qty=D(0), avg_px=D(0),
+                   text="no working orders", status_only=True, mass_status_req_id="ms0",
+                   tot_num_reports=0, last_rpt_requested=True)  # fmt: skip
+    msg = _roundtrip(fixapp.exec_report(none))
+    assert str(FTag.OrdType) not in msg
+    assert (msg[FTag.OrderID], msg[FTag.TotNumReports], msg[FTag.LastRptRequested]) == (
+        "NONE",
+        "0",
+        "Y",
+    )
+    [ex] = client._convert(msg)
+    assert (ex.order_id, ex.tot_num_reports, ex.last_rpt_requested, ex.text) == (
+        "NONE",
+        0,
+        True,
+        "no working orders",
+    )
 
 
 def test_possdup_executions_are_delivered_once():
