@@ -9,13 +9,11 @@ then, through the same atomic writer it will use.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
+from tradeops.auditlog import append_audit
 from tradeops.cli.output import emit, fail
-from tradeops.log import utc_now_iso
-from tradeops.releases.fsutil import append_line
 from tradeops.tradingstate import TradingState, default_path, read_state, write_state
 
 DEFAULT_ROOT = "/srv/tradeops"
@@ -26,20 +24,15 @@ def _paths(args: argparse.Namespace) -> tuple[Path, Path]:
     return state_file, Path(args.root) / "state" / "audit.jsonl"
 
 
-def _audit(audit_path: Path, event: str, **fields: Any) -> None:
-    audit_path.parent.mkdir(parents=True, exist_ok=True)
-    record = {"ts": utc_now_iso(), "component": "trading-state", "event": event, **fields}
-    append_line(audit_path, json.dumps(record, sort_keys=True, default=str))
-
-
 def _cmd_reset(args: argparse.Namespace) -> int:
     if not args.who.strip() or not args.reason.strip():
         return fail("reset needs an operator (--who) and a reason (--reason)", 2)
     state_file, audit_path = _paths(args)
     before = read_state(state_file)
     record = write_state(state_file, args.to, reason=args.reason, who=args.who)
-    _audit(
+    append_audit(
         audit_path,
+        "trading-state",
         "reset",
         who=args.who,
         reason=args.reason,
@@ -59,7 +52,14 @@ def _cmd_init(args: argparse.Namespace) -> int:
         emit({"path": str(state_file), "changed": False}, args.json, f"{state_file} exists")
         return 0
     record = write_state(state_file, TradingState.HALTED, reason=args.reason, who=args.who)
-    _audit(audit_path, "init", who=args.who, reason=args.reason, after=record.state.name)
+    append_audit(
+        audit_path,
+        "trading-state",
+        "init",
+        who=args.who,
+        reason=args.reason,
+        after=record.state.name,
+    )
     emit({"path": str(state_file), "changed": True}, args.json, f"{state_file}: HALTED")
     return 0
 

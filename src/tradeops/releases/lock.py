@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tradeops.log import utc_now_iso
-from tradeops.releases.fsutil import append_line, fsync_dir, write_all
+from tradeops.auditlog import append_audit
+from tradeops.releases.fsutil import fsync_dir, write_all
 
 DEFAULT_TTL_S = 3600
 
@@ -198,11 +198,4 @@ class DeployLock:
     def _audit(self, event: str, **fields: Any) -> None:
         if self.audit_path is None:
             return
-        record = {
-            "ts": utc_now_iso(),
-            "component": "release",
-            "host": socket.gethostname(),
-            "event": event,
-            **fields,
-        }
-        append_line(self.audit_path, json.dumps(record, sort_keys=True, default=str))
+        append_audit(self.audit_path, "release", event, **fields)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from typing import Any
 
 from tradeops.releases.fsutil import crashpoint, fsync_dir
 from tradeops.releases.layout import Layout
@@ -94,15 +95,23 @@ def prune(layout: Layout, keep: int) -> PrunePlan:
     plan = plan_prune(layout, keep)
     log = ReleaseLog(layout.release_log)
     _finish_leftovers(layout, log)
-    if plan.remove:
-        layout.staging.mkdir(parents=True, exist_ok=True)
     for rid in plan.remove:
-        doomed = layout.staging / f"{rid}{PRUNE_SUFFIX}"
-        (layout.releases / rid).rename(doomed)
-        fsync_dir(layout.releases)
-        fsync_dir(layout.staging)
-        crashpoint("prune:renamed")
-        log.append(rid, "pruned")
-        crashpoint("prune:logged")
-        shutil.rmtree(doomed)
+        remove_release(layout, log, rid)
     return plan
+
+
+def remove_release(layout: Layout, log: ReleaseLog, rid: str, **fields: Any) -> None:
+    """Remove ``releases/<rid>`` crash-safely and log it as pruned (``fields`` go in the log).
+
+    The release is renamed out of ``releases/`` first (atomic), then logged, then
+    deleted; ``prune`` completes a removal that a crash interrupted.
+    """
+    layout.staging.mkdir(parents=True, exist_ok=True)
+    doomed = layout.staging / f"{rid}{PRUNE_SUFFIX}"
+    (layout.releases / rid).rename(doomed)
+    fsync_dir(layout.releases)
+    fsync_dir(layout.staging)
+    crashpoint("prune:renamed")
+    log.append(rid, "pruned", **fields)
+    crashpoint("prune:logged")
+    shutil.rmtree(doomed)

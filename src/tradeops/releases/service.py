@@ -7,16 +7,14 @@ message an operator can act on.
 
 from __future__ import annotations
 
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tradeops.releases.activation import ActivationError, activate, plan_activate
-from tradeops.releases.fsutil import fsync_dir
 from tradeops.releases.layout import Layout
 from tradeops.releases.manifest import Manifest, ManifestError
-from tradeops.releases.prune import plan_prune, prune
+from tradeops.releases.prune import plan_prune, prune, remove_release
 from tradeops.releases.releaselog import ReleaseLog
 from tradeops.releases.staging import (
     StageError,
@@ -172,11 +170,7 @@ def _absent(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
         raise ReleaseServiceError(f"release {rid} is the rollback target: refusing to remove it")
     changed = release_dir.exists()
     if changed and not check_mode:
-        doomed = layout.staging / f"{rid}.remove"
-        release_dir.rename(doomed)
-        fsync_dir(layout.releases)
-        shutil.rmtree(doomed)
-        log.append(rid, "pruned", reason=request.reason or "state=absent")
+        remove_release(layout, log, rid, reason=request.reason or "state=absent")
     result: dict[str, Any] = {
         "release_id": rid,
         "action": "remove" if changed else "none",
