@@ -76,6 +76,8 @@ from tradeops.log import EventLog
 RawTap = Callable[[FIXMessage], Awaitable[None] | None]
 
 _SEEN_EXEC_IDS = 50_000
+# The tag that carries the reason code of each reject message, by MsgType.
+_REJECT_REASON_TAGS = {"3": FTag.SessionRejectReason, "j": FTag.BusinessRejectReason}
 
 
 def _dec(msg: Any, tag: Any, default: Decimal | None = Decimal(0)) -> Decimal | None:
@@ -534,21 +536,12 @@ class FixSession:
             ]
         if mt in ("W", "X"):
             return self._quotes(msg, snapshot=mt == "W")
-        if mt == "3":
+        if mt in _REJECT_REASON_TAGS:  # session Reject (3), BusinessMessageReject (j)
+            reason_tag = _REJECT_REASON_TAGS[mt]
             return [
                 Reject(
                     ref_msg_type=_opt(msg, FTag.RefMsgType),
-                    reason=_opt(msg, FTag.Text)
-                    or f"SessionRejectReason={msg.get(FTag.SessionRejectReason, '')}",
-                    ref_seq_num=int(msg.get(FTag.RefSeqNum, "0") or 0) or None,
-                )
-            ]
-        if mt == "j":
-            return [
-                Reject(
-                    ref_msg_type=_opt(msg, FTag.RefMsgType),
-                    reason=_opt(msg, FTag.Text)
-                    or f"BusinessRejectReason={msg.get(FTag.BusinessRejectReason, '')}",
+                    reason=_opt(msg, FTag.Text) or f"{reason_tag.name}={msg.get(reason_tag, '')}",
                     ref_seq_num=int(msg.get(FTag.RefSeqNum, "0") or 0) or None,
                 )
             ]
