@@ -7,7 +7,11 @@ Brings up 8 loopback hosts, bootstraps them and starts a simulator on each
   to 1, 4 and 8 hosts, median of ``RUNS`` runs, each run a new release;
 * ``phases_s``: per-phase wall time for 8 hosts (slowest host per phase,
   median over the runs), from the deploy audit log;
-* ``noop_playbook_s``: the fixed cost of an empty playbook on the same 8 hosts.
+* ``noop_playbook_s``: the fixed cost of an empty playbook on the same 8 hosts;
+* ``cpu_s``: CPU seconds the whole machine spent per deploy (controller, sshd and
+  every host's work together, from /proc/stat), median per fleet size. The
+  loopback hosts share this machine's cores, so ``cpu_s / cores`` is a floor
+  under the wall time that a real fleet (one machine per host) does not have.
 
 Writes ``bench/results/deploy.json``. Tears the fleet down (by PID) at the end.
 """
@@ -49,6 +53,14 @@ def env(audit: Path) -> dict[str, str]:
         PATH=f"{BIN}{os.pathsep}{e.get('PATH', '')}",
     )
     return e
+
+
+def busy_cpu_s() -> float:
+    """CPU seconds the machine has spent busy since boot (all cores, /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    ticks = [int(x) for x in fields]
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    return (sum(ticks[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def playbook(args: list[str], audit: Path) -> float:
@@ -115,14 +127,17 @@ def main() -> int:
         noop_times = [playbook([*common, str(noop)], audit) for _run in range(RUNS)]
 
         walls: dict[str, float] = {}
+        cpus: dict[str, float] = {}
         phases: dict[str, list[float]] = {}  # phase -> slowest host of each run
         for size in SIZES:
             times = []
+            cpu_runs = []
             for run in range(RUNS):
                 version = f"{size}.{run}.0"
                 built = build_artifact(version, work / "artifacts", payload=payload)
                 audit_run = work / f"audit-{size}-{run}"
                 target = "bench" if size == max(SIZES) else f"bench[0:{size - 1}]"
+                cpu_before = busy_cpu_s()
                 took = playbook(
                     [
                         *common,
@@ -136,8 +151,12 @@ def main() -> int:
                     ],
                     audit_run,
                 )
+                cpu_runs.append(busy_cpu_s() - cpu_before)
                 times.append(took)
-                print(f"bench: {size} host(s) run {run + 1}: {took:.2f}s", flush=True)
+                print(
+                    f"bench: {size} host(s) run {run + 1}: {took:.2f}s, {cpu_runs[-1]:.1f} CPU-s",
+                    flush=True,
+                )
                 if size == max(SIZES):
                     lines = (audit_run / "deploy-audit.jsonl").read_text().splitlines()
                     records = [json.loads(x) for x in lines]
@@ -149,10 +168,13 @@ def main() -> int:
                         phases.setdefault(phase, []).append(span)
                 built.path.unlink()
             walls[str(size)] = round(statistics.median(times), 3)
+            cpus[str(size)] = round(statistics.median(cpu_runs), 2)
         figures = {
             "deploy_wall_s": walls,
             "phases_s": {p: round(statistics.median(v), 3) for p, v in phases.items()},
             "noop_playbook_s": round(statistics.median(noop_times), 3),
+            "cpu_s": cpus,
+            "cores": os.cpu_count(),
             "artifact": {"files": FILES, "bytes": FILES * FILE_BYTES},
             "runs": RUNS,
             "ratio_8_to_1": round(walls["8"] / walls["1"], 3),

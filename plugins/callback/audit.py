@@ -17,6 +17,8 @@ description:
     line with the time, the operator, the release id, the run id, the outcome and the duration.
   - A phase is the prefix before C( | ) in the name of a task of the
     C(tradeops.algo.release) role. Lines are appended and fsync'd.
+  - Also writes the deploy gate's report, every host's live re-check and the offenders,
+    as C(gate-<run_id>.json) in the role's C(release_audit_dir) (by default the same directory).
 author:
   - tradeops.algo maintainers (@tradeops)
 requirements:
@@ -112,6 +114,25 @@ class CallbackModule(CallbackBase):
                 self._release[field] = facts[key]
         if result._result.get("release_id") and "release_id" not in self._release:
             self._release["release_id"] = result._result["release_id"]
+        if isinstance(facts.get("release_gate_document"), dict):
+            self._write_gate_report(facts["release_gate_document"])
+
+    def _write_gate_report(self, document):
+        """Write the deploy gate's report as ``gate-<run_id>.json`` next to the audit log."""
+        directory = document.get("audit_dir") or (self._path and os.path.dirname(self._path))
+        if not directory:
+            return
+        directory = os.path.expanduser(str(directory))
+        os.makedirs(directory, exist_ok=True)
+        path = os.path.join(directory, "gate-%s.json" % document.get("run_id", "unknown"))
+        tmp = path + ".tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            os.write(fd, (json.dumps(document, indent=2, sort_keys=True) + "\n").encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
 
     def _record(self, result, outcome):
         self._learn(result)

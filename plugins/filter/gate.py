@@ -14,7 +14,8 @@ description:
   - Compares what every targeted host staged with what the controller decided.
   - Returns a dict of host name to the reason it fails; empty when the gate passes.
   - A host fails when it failed or was unreachable before the gate, reported nothing,
-    staged another release id or manifest digest, or holds another config than expected.
+    no longer holds the staged release, staged another release id or manifest digest,
+    or holds a config whose sha256 differs from the one rendered for it on the controller.
 author:
   - tradeops.algo maintainers (@tradeops)
 options:
@@ -35,6 +36,15 @@ options:
     type: list
     elements: str
     required: true
+  failures:
+    description: Host name to why it failed before the gate (a dict with C(failed)), or null.
+    type: dict
+  planned:
+    description:
+      - Check mode, where nothing was staged.
+      - Accept what the stage would create or write.
+    type: bool
+    default: false
 """
 
 EXAMPLES = r"""
@@ -51,31 +61,103 @@ _value:
 """
 
 
-def gate_offenders(reports, release_id, manifest_digest, live_hosts):
-    """Return {host: reason} for every host that fails the gate."""
+SUMMARY_KEYS = (
+    "release_id",
+    "manifest_digest",
+    "action",
+    "config_sha256",
+    "config_expected_sha256",
+    "config_changed",
+)
+# In check mode nothing was staged: what the stage would do is what the gate checks.
+PLANNED_ACTIONS = ("none", "create", "log-only")
+
+
+def gate_summary(result):
+    """Keep what the gate compares from a host's live re-check result (None stays None)."""
+    if not isinstance(result, dict) or result.get("skipped"):
+        return None
+    if result.get("failed"):
+        return {"failed": str(result.get("msg") or "failed")}
+    return {key: result[key] for key in SUMMARY_KEYS if key in result}
+
+
+def gate_failure(host_vars):
+    """Why a host failed before the gate, from its registered results, or None.
+
+    Looks at the lock and stage results (registered before the host stops) and
+    at the report its rescue left, so that a host that failed is named with the
+    reason even when its rescue has not run yet.
+    """
+    if not host_vars:
+        return None
+    report = host_vars.get("release_gate_report") or {}
+    if isinstance(report, dict) and report.get("failed"):
+        return {"failed": str(report["failed"])}
+    # Both tasks run with failed_when false: a failure shows as a missing result key.
+    lock = host_vars.get("release_lock_result") or {}
+    if isinstance(lock, dict) and lock and not lock.get("skipped") and not lock.get("acquired"):
+        return {"failed": "lock: %s" % (lock.get("msg") or "not acquired")}
+    stage = host_vars.get("release_stage_result") or {}
+    ran = isinstance(stage, dict) and stage and not stage.get("skipped")
+    if ran and (stage.get("failed") or "manifest_digest" not in stage):
+        return {"failed": "stage: %s" % (stage.get("msg") or "failed")}
+    return None
+
+
+def _problem(report, release_id, manifest_digest, planned):
+    allowed = PLANNED_ACTIONS if planned else ("none",)
+    if report.get("action", "none") not in allowed:
+        return "no longer holds a staged %s (the check would %s it)" % (
+            release_id,
+            report["action"],
+        )
+    if report.get("release_id") != release_id:
+        return "staged release %s, expected %s" % (report.get("release_id"), release_id)
+    if report.get("manifest_digest") != manifest_digest:
+        return "manifest digest %s, expected %s" % (
+            str(report.get("manifest_digest"))[:12],
+            manifest_digest[:12],
+        )
+    seen = dict(report.get("config_sha256") or {})
+    expected = report.get("config_expected_sha256") or {}
+    if planned:  # the files the stage would write get the expected content
+        seen.update({path: expected.get(path) for path in report.get("config_changed") or ()})
+    for path in sorted(set(seen) | set(expected)):
+        if seen.get(path) != expected.get(path):
+            return "config %s digest %s, expected %s" % (
+                path,
+                str(seen.get(path))[:12],
+                str(expected.get(path))[:12],
+            )
+    return None
+
+
+def gate_offenders(reports, release_id, manifest_digest, live_hosts, failures=None, planned=False):
+    """Return {host: reason} for every host that fails the gate.
+
+    ``reports`` maps each targeted host to its live re-check summary (or None);
+    ``failures`` maps hosts to why they failed before the gate (``{"failed": why}``);
+    ``planned`` (check mode) accepts what the stage would create.
+    """
     offenders = {}
     live = set(live_hosts)
-    for host in sorted(reports):
-        report = reports[host]
-        if isinstance(report, dict) and report.get("failed"):
+    failures = failures or {}
+    for host in sorted(set(reports) | set(failures)):
+        failure = failures.get(host)
+        report = reports.get(host)
+        if isinstance(failure, dict) and failure.get("failed"):
+            offenders[host] = "failed before the gate: %s" % failure["failed"]
+        elif isinstance(report, dict) and report.get("failed"):
             offenders[host] = "failed before the gate: %s" % report["failed"]
         elif host not in live:
             offenders[host] = "failed or unreachable before the gate"
         elif not isinstance(report, dict) or not report:
             offenders[host] = "reported nothing"
-        elif report.get("release_id") != release_id:
-            staged = report.get("release_id")
-            offenders[host] = "staged release %s, expected %s" % (staged, release_id)
-        elif report.get("manifest_digest") != manifest_digest:
-            offenders[host] = "manifest digest %s, expected %s" % (
-                str(report.get("manifest_digest"))[:12],
-                manifest_digest[:12],
-            )
-        elif report.get("config_sha1") != report.get("expected_config_sha1"):
-            offenders[host] = "config digest %s, expected %s" % (
-                str(report.get("config_sha1"))[:12],
-                str(report.get("expected_config_sha1"))[:12],
-            )
+        else:
+            problem = _problem(report, release_id, manifest_digest, planned)
+            if problem:
+                offenders[host] = problem
     return offenders
 
 
@@ -83,4 +165,8 @@ class FilterModule:
     """Ansible filter plugin."""
 
     def filters(self):
-        return {"gate_offenders": gate_offenders}
+        return {
+            "gate_failure": gate_failure,
+            "gate_offenders": gate_offenders,
+            "gate_summary": gate_summary,
+        }

@@ -105,76 +105,24 @@ holder:
   sample: {owner: alice, pid: 4242, host: ctl-1, run_id: 20261124T120000Z-1a2b, stale: false}
 """
 
-import os
-from pathlib import Path
-
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tradeops.algo.plugins.module_utils.specs import DEPLOY_LOCK
 from ansible_collections.tradeops.algo.plugins.module_utils.tradeops_lib import (
     HAS_TRADEOPS,
     require_tradeops,
 )
 
 if HAS_TRADEOPS:
-    from tradeops.releases.lock import DeployLock, LockHeldError
+    from tradeops.modrun.deploy_lock import run
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "root": {"type": "path", "default": "/srv/tradeops"},
-            "state": {"type": "str", "default": "locked", "choices": ["locked", "unlocked"]},
-            "run_id": {"type": "str", "required": True},
-            "owner": {"type": "str", "required": True},
-            "release_id": {"type": "str", "default": ""},
-            "controller_host": {"type": "str", "default": ""},
-            "controller_pid": {"type": "int", "default": 0},
-            "ttl": {"type": "int", "default": 3600},
-            "force": {"type": "bool", "default": False},
-            "reason": {"type": "str"},
-        },
-        required_if=[("force", True, ["reason"])],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(supports_check_mode=True, **DEPLOY_LOCK)
     require_tradeops(module)
-    p = module.params
-    root = p["root"]
-    if not os.path.isdir(os.path.join(root, "state")):
-        module.fail_json(msg="%s is not a bootstrapped tradeops root" % root)
-    lock = DeployLock(
-        path=Path(root) / "deploy.lock",
-        audit_path=Path(root) / "state" / "audit.jsonl",
-        ttl_s=p["ttl"],
-    )
-    holder = lock.read()
-    holder_dict = holder.as_dict() if holder else {}
-    if p["state"] == "locked":
-        if holder is not None and holder.run_id != p["run_id"]:
-            module.fail_json(msg=holder.describe(), holder=holder_dict, acquired=False)
-        if holder is not None or module.check_mode:
-            module.exit_json(changed=holder is None, holder=holder_dict, acquired=True)
-        try:
-            lock.acquire(
-                owner=p["owner"],
-                release_id=p["release_id"],
-                run_id=p["run_id"],
-                pid=p["controller_pid"],
-                host=p["controller_host"],
-            )
-        except LockHeldError as exc:
-            module.fail_json(msg=str(exc), holder=exc.info.as_dict(), acquired=False)
-        module.exit_json(changed=True, holder=lock.read().as_dict(), acquired=True)
-
-    if holder is None:
-        module.exit_json(changed=False, holder={}, acquired=False)
-    if holder.run_id != p["run_id"] and not p["force"]:
-        module.fail_json(
-            msg="%s; set force=true and a reason to release it" % holder.describe(),
-            holder=holder_dict,
-            acquired=False,
-        )
-    if not module.check_mode:
-        lock.release(p["run_id"], operator=p["owner"], reason=p["reason"] or "", force=p["force"])
-    module.exit_json(changed=True, holder=holder_dict, acquired=False)
+    result = run(module.params, module.check_mode, module._diff)
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

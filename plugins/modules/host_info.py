@@ -29,6 +29,17 @@ options:
       - Fail when the layout is incomplete, listing the missing directories.
     type: bool
     default: false
+  min_free_bytes:
+    description:
+      - Fail when the filesystem of O(root) has less free space than this (a preflight check,
+        for example the unpacked size of the release about to be staged).
+    type: int
+    default: 0
+  status_url:
+    description:
+      - URL of the strategy's C(/status), read from the host. The release the running process
+        reports is returned in RV(running).
+    type: str
 attributes:
   check_mode:
     support: full
@@ -101,38 +112,36 @@ service_manager:
   description: C(systemd) when systemd is PID 1, else C(supervisord).
   returned: always
   type: str
+free_bytes:
+  description: Free space on the filesystem of O(root), when it exists.
+  returned: always
+  type: int
+running:
+  description:
+    - What the running process reported on O(status_url), with C(release_id), C(version),
+      C(pid), and C(error) when it did not answer.
+  returned: when O(status_url) is given
+  type: dict
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tradeops.algo.plugins.module_utils.specs import HOST_INFO
 from ansible_collections.tradeops.algo.plugins.module_utils.tradeops_lib import (
     HAS_TRADEOPS,
     require_tradeops,
 )
 
 if HAS_TRADEOPS:
-    from tradeops.releases.layout import inspect_host
+    from tradeops.modrun.host_info import run
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "root": {"type": "path", "default": "/srv/tradeops"},
-            "require_layout": {"type": "bool", "default": False},
-        },
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(supports_check_mode=True, **HOST_INFO)
     require_tradeops(module)
-    try:
-        info = inspect_host(module.params["root"])
-    except (ValueError, RuntimeError) as exc:
-        module.fail_json(msg=str(exc))
-    if module.params["require_layout"] and not info["layout_ok"]:
-        module.fail_json(
-            msg="tradeops layout incomplete under %s: missing %s"
-            % (info["root"], ", ".join(info["missing_dirs"])),
-            **info,
-        )
-    module.exit_json(changed=False, **info)
+    result = run(module.params, module.check_mode, module._diff)
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

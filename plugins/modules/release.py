@@ -45,8 +45,45 @@ options:
   artifact:
     description:
       - Path on the host of the release artifact (tar.gz with a MANIFEST).
-      - Required for O(state=staged); optional for O(state=active).
+      - Required for O(state=staged) unless O(src) is given; optional for O(state=active).
     type: path
+  src:
+    description:
+      - Path on the controller of the release artifact. The action plugin copies it to a
+        temporary directory on the host (one transfer, no per-file round trips), stages it
+        from there as O(artifact), and removes the copy.
+      - Mutually exclusive with O(artifact).
+    type: path
+  config_files:
+    description:
+      - Config files of the release, already rendered (for example with the
+        P(ansible.builtin.template#lookup) lookup), written atomically under C(shared/)
+        when they differ. With O(state=staged), and O(state=active) with an artifact.
+      - The sha256 of each is returned in RV(config_sha256), for the deploy gate.
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description: Path under C(shared/); C({release_id}) is replaced by the release id.
+        type: str
+        required: true
+      content:
+        description: The file's content. Never logged or shown in a diff.
+        type: str
+        required: true
+      mode:
+        description: Octal permission bits.
+        type: str
+        default: "0640"
+      group:
+        description: Group that may read the file; unset leaves the group as is.
+        type: str
+  prune:
+    description:
+      - With O(state=active), prune to O(keep) releases after activating, keeping the active
+        release and the rollback target.
+    type: bool
+    default: false
   shared_links:
     description:
       - Links created inside the release, name to a path under C(shared/).
@@ -74,9 +111,10 @@ options:
     type: str
   verify:
     description:
-      - For O(state=staged), re-hash every file of a release that is already staged.
-      - With V(false) an existing release is checked by its MANIFEST digest only (a quick
-        live check); activation always verifies every file.
+      - Re-hash every file of a release that is already staged (O(state=staged)) or that is
+        about to be activated (O(state=active)).
+      - With V(false) an existing release is checked by its MANIFEST digest and its file list
+        only, not re-hashed. The deploy verifies in full at its gate, right before cutover.
     type: bool
     default: true
 attributes:
@@ -92,26 +130,31 @@ attributes:
     platforms: posix
     description: Linux trading hosts.
 notes:
-  - Copy the artifact to the host first, for example with M(ansible.builtin.copy) into
-    C(releases/.staging/); one archive transfer per host.
+  - Give O(src) to copy the artifact from the controller, or copy it yourself and give O(artifact).
 seealso:
   - module: tradeops.algo.deploy_lock
   - module: tradeops.algo.host_info
 """
 
 EXAMPLES = r"""
-- name: Stage release 1.4.2 from the copied artifact
+- name: Stage release 1.4.2 from the controller's artifact, with its rendered config
   tradeops.algo.release:
     root: /srv/tradeops
     release_id: 1.4.2-5f0c2a9d31be
-    artifact: /srv/tradeops/releases/.staging/refapp-1.4.2.tar.gz
+    src: build/releases/refapp-1.4.2.tar.gz
+    config_files:
+      - path: config/{release_id}/refapp.yml
+        content: "{{ lookup('ansible.builtin.template', 'refapp.yml.j2') }}"
+        group: tradeops
     state: staged
   register: staged
 
-- name: Activate it
+- name: Activate it, then keep five releases
   tradeops.algo.release:
     release_id: 1.4.2-5f0c2a9d31be
     state: active
+    prune: true
+    keep: 5
 
 - name: Never run 1.4.1 again
   tradeops.algo.release:
@@ -154,76 +197,48 @@ previous:
   returned: when O(state=active)
   type: str
 removed:
-  description: Releases removed by O(state=pruned) or O(state=absent).
-  returned: when O(state) is pruned or absent
+  description: Releases removed by O(state=pruned), O(state=absent) or O(prune).
+  returned: when O(state) is pruned or absent, or O(prune) is true
   type: list
   elements: str
 kept:
   description: Releases kept by O(state=pruned), with the reason for each.
-  returned: when O(state=pruned)
+  returned: when O(state=pruned), or O(prune) is true
   type: dict
+config_sha256:
+  description:
+    - Path under C(shared/) to the sha256 of each config file on disk after the task
+      (before it, in check mode).
+  returned: when O(config_files) is given
+  type: dict
+config_expected_sha256:
+  description: Path under C(shared/) to the sha256 of the content given in O(config_files).
+  returned: when O(config_files) is given
+  type: dict
+config_changed:
+  description: Config files that were (or would be) written.
+  returned: when O(config_files) is given
+  type: list
+  elements: str
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.tradeops.algo.plugins.module_utils.specs import RELEASE
 from ansible_collections.tradeops.algo.plugins.module_utils.tradeops_lib import (
     HAS_TRADEOPS,
     require_tradeops,
 )
 
 if HAS_TRADEOPS:
-    from tradeops.releases.service import ReleaseRequest, ReleaseServiceError, run_release
+    from tradeops.modrun.release import run
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec={
-            "root": {"type": "path", "default": "/srv/tradeops"},
-            "release_id": {"type": "str"},
-            "state": {
-                "type": "str",
-                "default": "staged",
-                "choices": ["staged", "active", "absent", "pruned", "bad"],
-            },
-            "artifact": {"type": "path"},
-            "shared_links": {
-                "type": "dict",
-                "default": {"log": "log", "secrets": "secrets", "etc": "config/{release_id}"},
-            },
-            "keep": {"type": "int", "default": 5},
-            "reason": {"type": "str"},
-            "verify": {"type": "bool", "default": True},
-            "manifest_digest": {"type": "str"},
-            "version": {"type": "str"},
-        },
-        required_if=[
-            ("state", "staged", ["release_id", "artifact"]),
-            ("state", "active", ["release_id"]),
-            ("state", "absent", ["release_id"]),
-            ("state", "bad", ["release_id"]),
-        ],
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(supports_check_mode=True, **RELEASE)
     require_tradeops(module)
-    request = ReleaseRequest(
-        root=module.params["root"],
-        state=module.params["state"],
-        release_id=module.params["release_id"],
-        artifact=module.params["artifact"],
-        shared_links=module.params["shared_links"],
-        keep=module.params["keep"],
-        reason=module.params["reason"],
-        verify=module.params["verify"],
-        manifest_digest=module.params["manifest_digest"],
-        version=module.params["version"],
-    )
-    try:
-        outcome = run_release(request, check_mode=module.check_mode)
-    except ReleaseServiceError as exc:
-        module.fail_json(msg=str(exc), release_id=module.params["release_id"])
-    result = dict(outcome.result)
-    result["changed"] = outcome.changed
-    if module._diff and outcome.diff:
-        result["diff"] = outcome.diff
+    result = run(module.params, module.check_mode, module._diff)
+    if result.pop("failed", False):
+        module.fail_json(**result)
     module.exit_json(**result)
 
 

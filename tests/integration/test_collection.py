@@ -8,7 +8,13 @@ from pathlib import Path
 
 from tests.integration.ansible_run import BIN, REPO, ansible_env
 
-MODULES = ("tradeops.algo.deploy_lock", "tradeops.algo.host_info", "tradeops.algo.release")
+MODULES = (
+    "tradeops.algo.deploy_lock",
+    "tradeops.algo.host_info",
+    "tradeops.algo.release",
+    "tradeops.algo.release_plan",
+    "tradeops.algo.strategy",
+)
 
 
 def test_galaxy_build_produces_a_clean_tarball(tmp_path: Path) -> None:

@@ -5,6 +5,11 @@ temporary name, then the directory is fsync'd: every reader sees either the
 old target or the new one. Activation refuses a release that is missing,
 was never staged (not in the release log), fails verification, does not have
 the digest the log recorded when it was staged, or is marked bad.
+
+Verification re-hashes every file by default. With ``verify=False`` (for a
+release the deploy gate has just verified in full) it checks that exactly the
+MANIFEST's files are there, plain files only, and the logged digest, without
+hashing.
 """
 
 from __future__ import annotations
@@ -48,14 +53,20 @@ class ActivationPlan:
 
 
 def verified_manifest(
-    release_dir: Path, links: frozenset[str] = frozenset(DEFAULT_SHARED_LINKS)
+    release_dir: Path,
+    links: frozenset[str] = frozenset(DEFAULT_SHARED_LINKS),
+    verify: bool = True,
 ) -> Manifest:
-    """Load and fully verify a staged release, or raise ActivationError."""
+    """Load and verify a staged release, or raise ActivationError.
+
+    ``verify=True`` re-hashes every file; ``verify=False`` checks only that the
+    files present are exactly those the MANIFEST lists (no symlinks but ``links``).
+    """
     if release_dir.is_symlink() or not release_dir.is_dir():
         raise ActivationError(f"release {release_dir.name} is not staged ({release_dir} missing)")
     try:
         manifest = Manifest.load(release_dir)
-        result = verify_tree(release_dir, manifest, ignore=links)
+        result = verify_tree(release_dir, manifest, ignore=links, contents=verify)
     except ManifestError as exc:
         raise ActivationError(f"release {release_dir.name} is unverified: {exc}") from exc
     if not result.ok:
@@ -71,11 +82,16 @@ def _points_at(layout: Layout, release_id: str) -> bool:
 
 
 def plan_activate(
-    layout: Layout, release_id: str, links: frozenset[str] | None = None
+    layout: Layout,
+    release_id: str,
+    links: frozenset[str] | None = None,
+    verify: bool = True,
 ) -> ActivationPlan:
     """Decide what activating ``release_id`` needs, changing nothing.
 
     ``links`` are the shared-link names staging added (default: ``DEFAULT_SHARED_LINKS``).
+    ``verify=False`` skips re-hashing the files (see ``verified_manifest``); the
+    log, bad/pruned status and MANIFEST digest checks are the same.
     """
     log = ReleaseLog(layout.release_log)
     record = log.releases().get(release_id)
@@ -87,7 +103,7 @@ def plan_activate(
             "(stage it first)"
         )
     links = frozenset(DEFAULT_SHARED_LINKS) if links is None else links
-    manifest = verified_manifest(layout.releases / release_id, links)
+    manifest = verified_manifest(layout.releases / release_id, links, verify=verify)
     if record.digest and record.digest != manifest.digest:
         raise ActivationError(
             f"release {release_id} is unverified: its MANIFEST digest {manifest.digest[:12]} "
@@ -111,15 +127,19 @@ def plan_activate(
 
 
 def activate(
-    layout: Layout, release_id: str, links: frozenset[str] | None = None
+    layout: Layout,
+    release_id: str,
+    links: frozenset[str] | None = None,
+    verify: bool = True,
 ) -> ActivationPlan:
     """Make ``release_id`` the active release (idempotent; repairs the log after a crash).
 
     Order: swap ``current`` first, then log the other active release(s) as
     ``previous`` and this one as ``active``. A crash between the swap and the
     log leaves ``current`` right and the log behind; the next run repairs the log.
+    ``verify`` is passed to ``plan_activate``.
     """
-    plan = plan_activate(layout, release_id, links)
+    plan = plan_activate(layout, release_id, links, verify=verify)
     log = ReleaseLog(layout.release_log)
     crashpoint("activate:planned")
     if plan.swap:

@@ -17,9 +17,11 @@ mtimes set to SOURCE_DATE_EPOCH (default 0), gzip header without a timestamp.
 
 from __future__ import annotations
 
+import compileall
 import gzip
 import io
 import os
+import py_compile
 import re
 import shutil
 import socket
@@ -119,6 +121,20 @@ def _copy_package(dest: Path) -> None:
         dest / "site" / "tradeops",
         ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "testing"),
     )
+    # The release directory is read-only to the strategy, so Python could not cache
+    # bytecode there: every start would compile the whole package again. Ship it
+    # compiled, as unchecked-hash pycs (the MANIFEST already guards every byte, and
+    # the archive's normalised mtimes would defeat timestamp checks). A host whose
+    # Python differs from the builder's ignores them and compiles in memory.
+    compiled = compileall.compile_dir(
+        dest / "site",
+        ddir="site",  # not the build's temporary path: same source, same bytes
+        quiet=1,
+        workers=1,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
+    )
+    if not compiled:
+        raise ArtifactError(f"the strategy's code in {dest / 'site'} does not compile")
 
 
 def _stage_tree(

@@ -1,13 +1,18 @@
-"""Durable filesystem primitives: fsync of files and directories, atomic writes.
+"""Durable filesystem primitives: fsync of files and directories, syncfs, atomic writes.
 
 Also the ``crashpoint`` test hook used by the crash-consistency tests.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import functools
 import os
 import signal
+import sys
 from pathlib import Path
+from typing import Any
 
 CRASH_ENV = "TRADEOPS_CRASH_AT"
 
@@ -72,14 +77,15 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_tree(root: Path) -> None:
+def fsync_tree(root: Path, *, files: bool = True) -> None:
     """Flush with fsync every file and directory under ``root`` (bottom-up), then ``root``.
 
     Symlinks are not followed or opened: they are made durable by the fsync of
-    the directory that holds them.
+    the directory that holds them. With ``files=False`` only the directories are
+    flushed (after a ``syncfs`` has already flushed the files).
     """
     for dirpath, _dirnames, filenames in os.walk(root, topdown=False):
-        for name in filenames:
+        for name in filenames if files else ():
             path = Path(dirpath) / name
             if path.is_symlink():
                 continue
@@ -91,6 +97,67 @@ def fsync_tree(root: Path) -> None:
             crashpoint("fsync_tree:file")
         fsync_dir(Path(dirpath))
         crashpoint("fsync_tree:dir")
+
+
+# syncfs(2) errors that mean "not available here" (old libc or kernel, seccomp):
+# the caller then falls back to fsync file by file.
+_SYNCFS_UNAVAILABLE = frozenset({errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP})
+
+
+@functools.cache
+def _libc_syncfs() -> Any:
+    """The C library's ``syncfs`` function, or None (not Linux, or a libc without it)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        func = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int]
+    func.restype = ctypes.c_int
+    return func
+
+
+def syncfs(path: Path) -> bool:
+    """Flush the whole filesystem that holds ``path``; False when syncfs is unavailable.
+
+    One syncfs(2) call. Raises OSError when it fails (EIO, ENOSPC, EDQUOT: since
+    Linux 5.8 syncfs reports writeback errors of the filesystem).
+    """
+    func = _libc_syncfs()
+    if func is None:
+        return False
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if func(fd) == 0:
+            return True
+        err = ctypes.get_errno()
+    finally:
+        os.close(fd)
+    if err in _SYNCFS_UNAVAILABLE:
+        return False
+    raise OSError(err, f"syncfs: {os.strerror(err)}", str(path))
+
+
+def sync_tree(root: Path) -> None:
+    """Make every file, directory and symlink under ``root`` durable before it is published.
+
+    One ``syncfs(2)`` on the filesystem holding ``root`` replaces an fsync per
+    file. syncfs writes back every dirty page and inode of that filesystem and
+    waits for it (ext4 and XFS also commit their journal and flush the disk
+    cache, as fsync does), so every file of the tree, which lives on that
+    filesystem, is on disk when it returns, before the rename(2) that publishes
+    the tree. The directories are then fsync'd one by one as before (cheap:
+    already clean). It also flushes unrelated dirty data of that filesystem,
+    which only costs time. Where syncfs is unavailable (not Linux, no libc
+    symbol, ENOSYS/EPERM) every file is fsync'd instead (``fsync_tree``). Both
+    ways, errors raise OSError.
+    """
+    if syncfs(root):
+        crashpoint("sync_tree:syncfs")
+        fsync_tree(root, files=False)
+    else:
+        fsync_tree(root)
 
 
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:

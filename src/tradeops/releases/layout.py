@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,6 +128,7 @@ def inspect_host(root: str | os.PathLike[str]) -> dict[str, Any]:
         "library_version": tradeops.__version__,
         "python": sys.executable,
         "service_manager": detect_service_manager(),
+        "free_bytes": shutil.disk_usage(layout.root).free if exists else None,
     }
 
 

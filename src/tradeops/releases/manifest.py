@@ -40,25 +40,32 @@ def tree_files(root: Path, links: frozenset[str] = frozenset()) -> list[str]:
     links staging adds); such a symlink is skipped, neither listed nor followed.
     """
     found: list[str] = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        skipped: set[str] = set()
-        for name in [*filenames, *dirnames]:
-            path = Path(dirpath) / name
-            if path.is_symlink():
-                rel = path.relative_to(root).as_posix()
+    pending = [""]  # directories to list, relative to root ("" is root itself)
+    while pending:
+        rel_dir = pending.pop()
+        try:
+            pending.extend(_list_dir(root, rel_dir, links, found))
+        except OSError as exc:
+            raise ManifestError(f"cannot list {rel_dir or '.'}: {exc.strerror}") from exc
+    return sorted(found)
+
+
+def _list_dir(root: Path, rel_dir: str, links: frozenset[str], found: list[str]) -> list[str]:
+    """Add the files of ``root/rel_dir`` to ``found``; return its subdirectories."""
+    subdirs: list[str] = []
+    with os.scandir(os.path.join(root, rel_dir)) as entries:
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            if entry.is_symlink():
                 if rel not in links:
                     raise ManifestError(f"release trees hold no symlinks: {rel}")
-                skipped.add(name)
-        dirnames[:] = [name for name in dirnames if name not in skipped]
-        for name in filenames:
-            if name in skipped:
-                continue
-            path = Path(dirpath) / name
-            if not path.is_file():
-                raise ManifestError(f"not a regular file: {path.relative_to(root)}")
-            found.append(path.relative_to(root).as_posix())
-    return sorted(found)
+            elif entry.is_dir(follow_symlinks=False):
+                subdirs.append(rel)
+            elif entry.is_file(follow_symlinks=False):
+                found.append(rel)
+            else:
+                raise ManifestError(f"not a regular file: {rel}")
+    return subdirs
 
 
 @dataclass(frozen=True)
@@ -156,16 +163,38 @@ class Verification:
 
 
 def verify_tree(
-    root: Path, manifest: Manifest, ignore: frozenset[str] = frozenset()
+    root: Path,
+    manifest: Manifest,
+    ignore: frozenset[str] = frozenset(),
+    *,
+    contents: bool = True,
 ) -> Verification:
     """Compare every file under ``root`` with ``manifest`` (MANIFEST itself excluded).
 
     ``ignore`` names the symlinks that staging adds (shared paths): they are
     skipped. Anything else at those paths (a file, a directory) is compared as usual.
+    With ``contents=False`` only the set of files is compared (missing and extra
+    files, symlinks and special files are still found); nothing is hashed.
     """
     present = set(tree_files(root, links=ignore)) - {MANIFEST_NAME}
     listed = set(manifest.files)
-    mismatched = [p for p in sorted(present & listed) if sha256_file(root / p) != manifest.files[p]]
+    mismatched = []
+    if contents:
+        mismatched = [
+            p for p in sorted(present & listed) if sha256_file(root / p) != manifest.files[p]
+        ]
+    return Verification(sorted(listed - present), sorted(present - listed), mismatched)
+
+
+def verify_hashes(manifest: Manifest, hashes: dict[str, str]) -> Verification:
+    """Compare sha256 digests computed elsewhere (``path -> hex``) with ``manifest``.
+
+    Staging hashes each file while writing it; this is the same comparison as
+    ``verify_tree`` without reading the files back. A ``MANIFEST`` key is ignored.
+    """
+    present = set(hashes) - {MANIFEST_NAME}
+    listed = set(manifest.files)
+    mismatched = [p for p in sorted(present & listed) if hashes[p] != manifest.files[p]]
     return Verification(sorted(listed - present), sorted(present - listed), mismatched)
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tradeops.releases.activation import ActivationError, activate, plan_activate
+from tradeops.releases.config_files import ConfigFileError, parse_config_files, sync_config_files
 from tradeops.releases.layout import Layout
 from tradeops.releases.manifest import Manifest, ManifestError
 from tradeops.releases.prune import plan_prune, prune, remove_release
@@ -43,6 +44,8 @@ class ReleaseRequest:
     verify: bool = True
     manifest_digest: str | None = None  # the controller's; plans check mode without the artifact
     version: str | None = None
+    config_files: list[dict[str, Any]] | None = None  # rendered on the controller
+    prune: bool = False  # with state=active: prune to ``keep`` after activating
 
 
 @dataclass
@@ -85,15 +88,17 @@ def _plan_without_artifact(layout: Layout, request: ReleaseRequest, rid: str) ->
 def _staged(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcome:
     rid = str(request.release_id)
     links = _links(request, rid)
-    artifact = Path(str(request.artifact))
-    if check_mode and not artifact.is_file() and request.manifest_digest:
+    artifact = Path(request.artifact) if request.artifact else None
+    if check_mode and request.manifest_digest and (artifact is None or not artifact.is_file()):
         plan = _plan_without_artifact(layout, request, rid)
+    elif artifact is None:
+        raise ReleaseServiceError(f"staging {rid} needs the artifact (artifact or src)")
     else:
         plan = plan_stage(layout, artifact, rid, links, verify=request.verify)
-    if plan.changed and not check_mode:
+    if plan.changed and not check_mode and artifact is not None:
         _ensure_link_targets(layout, links)
         plan = stage(layout, artifact, rid, links)
-    result = {
+    result: dict[str, Any] = {
         "release_id": rid,
         "version": plan.version,
         "manifest_digest": plan.digest,
@@ -101,16 +106,30 @@ def _staged(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
         "path": plan.path,
         "current": layout.current_release(),
     }
-    diff = None
+    diff: list[dict[str, str]] = []
     if plan.action == "create":
-        diff = {"before": "", "after": f"{plan.path}/ (verified, {plan.version})\n"}
-    return Outcome(plan.changed, result, diff)
+        diff.append({"before": "", "after": f"{plan.path}/ (verified, {plan.version})\n"})
+    changed = plan.changed
+    if request.config_files is not None:
+        files = parse_config_files(request.config_files, rid)
+        written, digests = sync_config_files(layout, files, check_mode)
+        result["config_sha256"] = digests
+        result["config_expected_sha256"] = {item.path: item.sha256 for item in files}
+        result["config_changed"] = written
+        changed = changed or bool(written)
+        # Config may hold secrets: the diff names files and digests, never content.
+        for item in files:
+            if item.path in written:
+                diff.append({"before": "", "after": f"shared/{item.path} sha256 {item.sha256}\n"})
+    return Outcome(changed, result, diff or None)
 
 
 def _active(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcome:
     rid = str(request.release_id)
     staged: Outcome | None = None
-    if request.artifact:
+    # Stage first when given the artifact; in check mode, plan that stage from the
+    # controller's manifest digest (the deploy's cutover in a --check run).
+    if request.artifact or (check_mode and request.manifest_digest):
         staged = _staged(layout, request, check_mode)
         if check_mode and staged.result["action"] == "create":
             # Not on disk yet: activation would follow a successful stage.
@@ -122,9 +141,9 @@ def _active(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
             result = {**staged.result, "action": "stage+activate", "previous": current}
             return Outcome(True, result, diff)
     names = frozenset(_links(request, rid))
-    plan = plan_activate(layout, rid, names)
+    plan = plan_activate(layout, rid, names, verify=request.verify)
     if plan.changed and not check_mode:
-        plan = activate(layout, rid, names)
+        plan = activate(layout, rid, names, verify=request.verify)
     action = "activate" if plan.previous or not plan.log_repair else "repair-log"
     if not plan.changed:
         action = "none"
@@ -137,10 +156,22 @@ def _active(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
         "current": rid if not check_mode else layout.current_release(),
     }
     changed = plan.changed or bool(staged and staged.changed)
-    swap_diff: dict[str, str] | None = None
-    if plan.previous is not None or layout.current_release() != rid:
-        swap_diff = plan.diff(layout)
-    return Outcome(changed, result, swap_diff)
+    diffs: list[dict[str, Any]] = []
+    if staged is not None and staged.diff:
+        diffs.extend(staged.diff if isinstance(staged.diff, list) else [staged.diff])
+    if plan.swap:
+        diffs.append(plan.diff(layout))
+    if request.prune:
+        pruned = _pruned(layout, request, check_mode)
+        result.update(removed=pruned.result["removed"], kept=pruned.result["kept"])
+        changed = changed or pruned.changed
+        if pruned.diff:
+            diffs.extend(pruned.diff if isinstance(pruned.diff, list) else [pruned.diff])
+    if staged is not None:
+        for key in ("config_sha256", "config_expected_sha256", "config_changed"):
+            if key in staged.result:
+                result[key] = staged.result[key]
+    return Outcome(changed, result, diffs or None)
 
 
 def _bad(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcome:
@@ -224,7 +255,7 @@ def run_release(request: ReleaseRequest, check_mode: bool = False) -> Outcome:
         if request.release_id is not None:
             validate_release_id(request.release_id)
         return handler(layout, request, check_mode)
-    except (StageError, ActivationError, ManifestError, ValueError) as exc:
+    except (StageError, ActivationError, ManifestError, ConfigFileError, ValueError) as exc:
         raise ReleaseServiceError(str(exc)) from exc
     except OSError as exc:
         raise ReleaseServiceError(f"{request.state} {request.release_id or ''}: {exc}") from exc

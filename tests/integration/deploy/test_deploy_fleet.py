@@ -157,30 +157,39 @@ def test_one_host_stage_fails(stage) -> None:
 
 
 def test_one_host_gets_another_digest(stage) -> None:
-    fleet, common, artifacts, work = stage
-    # Knight: one host of the fleet is handed other code under the same version, here by
-    # an inventory whose host_vars point dep-4 at another artifact.
-    inv = work / "inv-knight"
-    (inv / "group_vars").mkdir(parents=True, exist_ok=True)
-    (inv / "host_vars").mkdir(exist_ok=True)
-    (inv / "hosts.yml").write_text("all:\n  children:\n    dep: {}\n")
-    (inv / "group_vars" / "all.yml").write_text(
-        f"release_version: '1.3.0'\nrelease_artifact: {artifacts['1.3.0']}\n"
+    fleet, _common, artifacts, work = stage
+    # Knight: one host of the fleet ends up with other code under the same release id.
+    # The artifact is decided once on the controller, so a per-host artifact variable
+    # cannot do it any more; here dep-4's staged release is swapped for another build of
+    # the same version (other content, other manifest digest) just before the gate.
+    other = artifacts["1.3.0-other"]
+    hook = work / "swap_dep_4.yml"
+    hook.write_text(
+        f"""---
+- name: Swap dep-4's staged release for other code
+  when: inventory_hostname == 'dep-4'
+  ansible.builtin.shell:
+    cmd: >-
+      set -e; d=/srv/tradeops/releases/{{{{ release_id }}}};
+      rm -rf "$d"; mkdir "$d"; tar -xzf {other} -C "$d"
+  changed_when: true
+"""
     )
-    (inv / "host_vars" / "dep-4.yml").write_text(f"release_artifact: {artifacts['1.3.0-other']}\n")
     before = current_of(fleet)
-    run = run_playbook(
-        *common, "-i", str(inv), "tradeops.algo.deploy", TRADEOPS_AUDIT_DIR=str(work / "audit")
+    output, _before = _knight_case(
+        stage, "1.3.0", "-e", json.dumps({"release_hooks": {"before_gate": str(hook)}})
     )
-    assert run.rc != 0, "the deploy should have stopped"
     assert current_of(fleet) == before, "no host may be activated"
-    output = " ".join(run.output.split())
     assert "GATE FAILED" in output, output[-8000:]
-    assert "dep-4 (manifest digest" in output, output[output.find("GATE FAILED") :][:1500]
+    reason = output[output.find("dep-4 (") :][:400]
+    assert "dep-4 (" in output, output[output.find("GATE FAILED") :][:1500]
+    assert "manifest digest" in reason, reason
+    for host in ("dep-1", "dep-2", "dep-3"):
+        assert f"{host} (" not in output[output.find("GATE FAILED") :][:1500]
 
 
 def test_one_host_unreachable_before_gate(stage) -> None:
-    fleet, _common, _artifacts, work = stage
+    fleet, common, _artifacts, work = stage
     hook = work / "lose_host_2.yml"
     stop_dep2 = (
         "from tradeops.testing.fleet import Fleet; "
@@ -211,7 +220,19 @@ def test_one_host_unreachable_before_gate(stage) -> None:
         assert "GATE FAILED" in output, output[-8000:]
         assert "dep-2 (failed or unreachable before the gate)" in output
     finally:
-        fleet.up()  # bring dep-2 back for later tests
+        # Bring dep-2 back as a rebooted host comes back: sshd, then its supervisord
+        # and simulator from the roles, so that later tests find a whole host.
+        fleet.up()
+        for playbook in ("tradeops.algo.bootstrap", "tradeops.algo.simulator"):
+            again = run_playbook(
+                *common,
+                "-l",
+                "dep-2",
+                playbook,
+                "-e",
+                f"tradeops_wheelhouse={REPO}/build/wheelhouse",
+            )
+            assert again.rc == 0, again.output[-4000:]
 
 
 def _hold_lock(fleet, host, run_id: str, owner: str, since_offset_s: int = 0) -> Path:

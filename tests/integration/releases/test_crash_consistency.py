@@ -195,16 +195,30 @@ def test_crash_point_beyond_the_last_one_never_crashes(
     assert_converged(layout, scenario.digests, "beyond the last crash point")
 
 
-def test_crash_points_cover_every_step(clean_run: dict[str, Any]) -> None:
+def test_crash_points_cover_every_step(scenario: Scenario, clean_run: dict[str, Any]) -> None:
+    labels = clean_run["labels"]
     assert clean_run["count"] >= MIN_CRASH_POINTS
-    assert len(clean_run["labels"]) == clean_run["count"]
-    assert set(clean_run["labels"]) >= {
+    assert len(labels) == clean_run["count"]
+    # The new tree is made durable one way: one syncfs, or (without syncfs) an
+    # fsync per file; either way every directory is fsync'd, all before the rename.
+    assert ("sync_tree:syncfs" in labels) != ("fsync_tree:file" in labels), labels
+    durable = {"sync_tree:syncfs", "fsync_tree:file", "fsync_tree:dir"}
+    last_durable = max(i for i, label in enumerate(labels) if label in durable)
+    assert last_durable < labels.index("stage:before-rename")
+    # One crash point per member, one more per file (created, still empty).
+    with tarfile.open(scenario.artifact_b) as tar:
+        members = tar.getmembers()
+    assert labels.count("stage:extract") == len(members)
+    assert labels.count("stage:file-created") == sum(m.isfile() for m in members)
+    last_extract = max(i for i, label in enumerate(labels) if label == "stage:extract")
+    assert last_extract < labels.index("stage:before-verify") < labels.index("stage:verified")
+    assert set(labels) >= {
         "stage:partial-created",
+        "stage:file-created",
         "stage:extract",
         "stage:before-verify",
         "stage:verified",
         "stage:link",
-        "fsync_tree:file",
         "fsync_tree:dir",
         "stage:before-rename",
         "stage:renamed",

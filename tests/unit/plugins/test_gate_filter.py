@@ -29,8 +29,9 @@ def report(**over):
     base = {
         "release_id": RID,
         "manifest_digest": DIGEST,
-        "config_sha1": "c1",
-        "expected_config_sha1": "c1",
+        "action": "none",
+        "config_sha256": {"config/x/refapp.yml": "c1"},
+        "config_expected_sha256": {"config/x/refapp.yml": "c1"},
     }
     return {**base, **over}
 
@@ -47,7 +48,14 @@ def test_all_hosts_equal_pass() -> None:
         (None, True, "reported nothing"),
         (report(release_id="0.9-old"), True, "staged release 0.9-old"),
         (report(manifest_digest="e" * 64), True, "manifest digest eeeeeeeeeeee"),
-        (report(config_sha1="c2"), True, "config digest c2, expected c1"),
+        (
+            report(config_sha256={"config/x/refapp.yml": "c2"}),
+            True,
+            "config config/x/refapp.yml digest c2, expected c1",
+        ),
+        (report(config_sha256={}), True, "digest None, expected c1"),
+        (report(action="create"), True, "no longer holds a staged 1.0-abc"),
+        ({"failed": "boom"}, True, "failed before the gate: boom"),
     ],
 )
 def test_one_offender_is_named(host_report, live: bool, reason: str) -> None:
@@ -56,6 +64,63 @@ def test_one_offender_is_named(host_report, live: bool, reason: str) -> None:
     offenders = gate.gate_offenders(reports, RID, DIGEST, live_hosts)
     assert list(offenders) == ["bad"]
     assert reason in offenders["bad"]
+
+
+def test_check_mode_accepts_what_the_stage_would_create() -> None:
+    planned = report(action="create", config_sha256={}, config_changed=["config/x/refapp.yml"])
+    assert gate.gate_offenders({"h1": planned}, RID, DIGEST, ["h1"], planned=True) == {}
+    assert "no longer holds" in gate.gate_offenders({"h1": planned}, RID, DIGEST, ["h1"])["h1"]
+
+
+def test_rescue_failure_wins_over_a_stale_report() -> None:
+    reports = {"h1": report(), "h2": report()}
+    failures = {"h1": None, "h2": {"failed": "Stage | Copy: disk full"}}
+    offenders = gate.gate_offenders(reports, RID, DIGEST, ["h1"], failures)
+    assert offenders == {"h2": "failed before the gate: Stage | Copy: disk full"}
+
+
+def test_host_with_only_a_failure_is_named() -> None:
+    offenders = gate.gate_offenders({}, RID, DIGEST, [], {"h3": {"failed": "lock: held"}})
+    assert offenders == {"h3": "failed before the gate: lock: held"}
+
+
+@pytest.mark.parametrize(
+    ("host_vars", "failure"),
+    [
+        (None, None),
+        ({}, None),
+        (
+            {
+                "release_lock_result": {"acquired": True},
+                "release_stage_result": {"manifest_digest": "d"},
+            },
+            None,
+        ),
+        ({"release_lock_result": {"acquired": False, "msg": "held by bob"}}, "lock: held by bob"),
+        ({"release_lock_result": {"skipped": True}}, None),
+        ({"release_stage_result": {"failed": False, "msg": "no space"}}, "stage: no space"),
+        ({"release_gate_report": {"failed": "Gate | x: boom"}}, "Gate | x: boom"),
+    ],
+)
+def test_gate_failure_reads_registered_results(host_vars, failure) -> None:
+    found = gate.gate_failure(host_vars)
+    assert (found or {}).get("failed") == failure
+
+
+@pytest.mark.parametrize(
+    ("result", "summary"),
+    [
+        (None, None),
+        ({"skipped": True}, None),
+        ({"failed": True, "msg": "no such release"}, {"failed": "no such release"}),
+        (
+            {"release_id": RID, "action": "none", "changed": False, "path": "/x"},
+            {"release_id": RID, "action": "none"},
+        ),
+    ],
+)
+def test_gate_summary_keeps_what_the_gate_compares(result, summary) -> None:
+    assert gate.gate_summary(result) == summary
 
 
 @pytest.mark.parametrize(

@@ -242,3 +242,72 @@ def test_custom_links_are_ignored_by_verification(tmp_path: Path) -> None:
         activate(host, "A")
     activate(host, "A", links=frozenset({"data"}))
     assert os.readlink(host.current) == "releases/A"
+
+
+def _change_a_byte(release: Path) -> None:
+    data = bytearray((release / "REVISION").read_bytes())
+    data[0] ^= 0x01
+    (release / "REVISION").write_bytes(bytes(data))
+
+
+def test_unhashed_activation_refuses_missing_and_extra_files(layout: Layout) -> None:
+    activate(layout, "A", verify=False)
+    (layout.releases / "B" / "site" / "extra.py").write_text("x\n")
+    (layout.releases / "C" / "bin" / "refapp").unlink()
+    with pytest.raises(ActivationError, match=r"extra: site/extra\.py"):
+        activate(layout, "B", verify=False)
+    with pytest.raises(ActivationError, match="missing: bin/refapp"):
+        plan_activate(layout, "C", verify=False)
+    assert os.readlink(layout.current) == "releases/A"
+    assert statuses(layout) == {"A": "active", "B": "staged", "C": "staged"}
+
+
+def test_unhashed_activation_does_not_see_a_changed_byte_but_full_does(layout: Layout) -> None:
+    activate(layout, "A")
+    _change_a_byte(layout.releases / "B")
+    with pytest.raises(ActivationError, match="sha256 mismatch: REVISION"):
+        plan_activate(layout, "B")  # verify=True is the default
+    with pytest.raises(ActivationError, match="sha256 mismatch: REVISION"):
+        activate(layout, "B", verify=True)
+    assert os.readlink(layout.current) == "releases/A"
+    plan = activate(layout, "B", verify=False)
+    assert (plan.previous, plan.changed) == ("A", True)
+    assert os.readlink(layout.current) == "releases/B"
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda h: ReleaseLog(h.release_log).append("B", "bad"), "marked bad"),
+        (lambda h: ReleaseLog(h.release_log).append("B", "pruned"), "no staging of it"),
+        (lambda h: (h.releases / "B" / MANIFEST_NAME).unlink(), "unverified: no MANIFEST"),
+        (
+            lambda h: os.symlink("/etc/passwd", h.releases / "B" / "site" / "x"),
+            "unverified: .*no symlinks",
+        ),
+        (
+            lambda h: (
+                shutil.rmtree(h.releases / "B"),
+                shutil.copytree(h.releases / "C", h.releases / "B", symlinks=True),
+            ),
+            "is not the one staged",
+        ),
+    ],
+)
+def test_unhashed_activation_keeps_every_other_refusal(
+    layout: Layout, damage, message: str
+) -> None:
+    damage(layout)
+    with pytest.raises(ActivationError, match=message):
+        activate(layout, "B", verify=False)
+    assert not layout.current.is_symlink()
+    with pytest.raises(ActivationError, match="no staging of it"):
+        activate(layout, "Z", verify=False)
+
+
+def test_verified_manifest_without_hashing(layout: Layout) -> None:
+    release = layout.releases / "A"
+    _change_a_byte(release)
+    assert verified_manifest(release, verify=False).version == "A-1.0"
+    with pytest.raises(ActivationError, match="sha256 mismatch"):
+        verified_manifest(release)

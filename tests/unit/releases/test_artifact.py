@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import tarfile
 from pathlib import Path
 
@@ -23,7 +24,14 @@ def test_artifact_unpacks_to_a_verified_tree(tmp_path: Path) -> None:
         tar.extractall(dest, filter="data")
     assert {"MANIFEST", "bin/refapp", "REVISION"} <= set(names)
     assert all(m.uid == 0 and m.mtime == 0 for m in members)
-    assert not any("__pycache__" in n or n.startswith("site/tradeops/testing") for n in names)
+    assert not any(n.startswith("site/tradeops/testing") for n in names)
+    # Shipped compiled: one unchecked-hash pyc (flags word 1) per module of the strategy.
+    sources = [n for n in names if n.startswith("site/") and n.endswith(".py")]
+    tag = sys.implementation.cache_tag
+    for source in sources:
+        folder, module = source.rsplit("/", 1)
+        pyc = dest / folder / "__pycache__" / f"{module[:-3]}.{tag}.pyc"
+        assert int.from_bytes(pyc.read_bytes()[4:8], "little") == 1, source
     manifest = Manifest.load(dest)
     assert manifest.version == "1.2.3"
     assert manifest.digest == built.digest

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
 import signal
 import subprocess
@@ -20,6 +22,8 @@ from tradeops.releases.fsutil import (
     fsync_dir,
     fsync_tree,
     swap_symlink,
+    sync_tree,
+    syncfs,
 )
 
 
@@ -173,3 +177,85 @@ def test_crashpoint_beyond_the_last_point_or_unset_never_kills(setting: str | No
     result = _run_child(setting)
     assert result.returncode == 0, result.stderr
     assert result.stdout.endswith("survived\n")
+
+
+def make_tree(root: Path) -> None:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "a.txt").write_text("a")
+    (root / "sub" / "b.txt").write_text("b")
+    (root / "sub" / "deeper" / "c.txt").write_text("c")
+    os.symlink("../../shared/log", root / "log")
+
+
+class FakeSyncfs:
+    """Stands in for libc's syncfs: records the device of each fd, returns ``errno_value``."""
+
+    def __init__(self, errno_value: int = 0) -> None:
+        self.errno_value = errno_value
+        self.devices: list[int] = []
+
+    def __call__(self, fd: int) -> int:
+        self.devices.append(os.fstat(fd).st_dev)
+        if self.errno_value:
+            ctypes.set_errno(self.errno_value)
+            return -1
+        return 0
+
+
+def _labels_of_sync_tree(root: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    monkeypatch.setenv(CRASH_ENV, "0")
+    before = len(fsutil.crashpoint_labels())
+    sync_tree(root)
+    return fsutil.crashpoint_labels()[before:]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="syncfs(2) is Linux only")
+def test_syncfs_flushes_the_filesystem_and_closes_its_fd(tmp_path: Path) -> None:
+    (tmp_path / "f").write_bytes(b"x" * 4096)
+    fds = len(os.listdir("/proc/self/fd"))
+    assert syncfs(tmp_path) is True
+    assert len(os.listdir("/proc/self/fd")) == fds
+
+
+def test_sync_tree_uses_one_syncfs_then_fsyncs_the_directories(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_tree(tmp_path / "tree")
+    fake = FakeSyncfs()
+    monkeypatch.setattr(fsutil, "_libc_syncfs", lambda: fake)
+    labels = _labels_of_sync_tree(tmp_path / "tree", monkeypatch)
+    assert fake.devices == [os.stat(tmp_path / "tree").st_dev]
+    assert labels == ["sync_tree:syncfs"] + ["fsync_tree:dir"] * 3  # deeper, sub, tree
+
+
+@pytest.mark.parametrize("reason", ["no symbol", errno.ENOSYS, errno.EPERM])
+def test_sync_tree_falls_back_to_fsync_per_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reason: object
+) -> None:
+    make_tree(tmp_path / "tree")
+    fake = FakeSyncfs(reason if isinstance(reason, int) else 0)
+    monkeypatch.setattr(fsutil, "_libc_syncfs", lambda: None if reason == "no symbol" else fake)
+    labels = _labels_of_sync_tree(tmp_path / "tree", monkeypatch)
+    # Every regular file (not the symlink) and every directory is fsync'd.
+    assert labels.count("fsync_tree:file") == 3
+    assert labels.count("fsync_tree:dir") == 3
+    assert "sync_tree:syncfs" not in labels
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.ENOSPC])
+def test_a_failing_syncfs_raises(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    make_tree(tmp_path / "tree")
+    monkeypatch.setattr(fsutil, "_libc_syncfs", lambda: FakeSyncfs(code))
+    with pytest.raises(OSError, match="syncfs") as caught:
+        sync_tree(tmp_path / "tree")
+    assert caught.value.errno == code
+
+
+def test_fsync_tree_can_skip_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    make_tree(tmp_path / "tree")
+    monkeypatch.setenv(CRASH_ENV, "0")
+    before = len(fsutil.crashpoint_labels())
+    fsync_tree(tmp_path / "tree", files=False)
+    assert fsutil.crashpoint_labels()[before:] == ["fsync_tree:dir"] * 3

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -13,6 +14,8 @@ from tradeops.releases.manifest import (
     Manifest,
     ManifestError,
     build_manifest,
+    sha256_file,
+    verify_hashes,
     verify_tree,
 )
 
@@ -86,3 +89,65 @@ def test_unsafe_paths_are_refused(bad: str) -> None:
 def test_not_json_is_a_clear_error() -> None:
     with pytest.raises(ManifestError, match="not JSON"):
         Manifest.from_json("sha256 a.txt")
+
+
+def test_names_only_verification_ignores_content(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    manifest = build_manifest(tmp_path, "refapp", "1.0", {})
+    (tmp_path / "a.txt").write_text("tampered")
+    assert verify_tree(tmp_path, manifest, contents=False).ok
+    assert verify_tree(tmp_path, manifest).mismatched == ["a.txt"]
+    (tmp_path / "extra.txt").write_text("x")
+    (tmp_path / "bin" / "run").unlink()
+    result = verify_tree(tmp_path, manifest, contents=False)
+    assert (result.missing, result.extra, result.mismatched) == (["bin/run"], ["extra.txt"], [])
+    os.symlink("a.txt", tmp_path / "link")
+    with pytest.raises(ManifestError, match="no symlinks"):
+        verify_tree(tmp_path, manifest, contents=False)
+
+
+def test_verify_hashes_compares_digests_computed_elsewhere(tmp_path: Path) -> None:
+    make_tree(tmp_path)
+    manifest = build_manifest(tmp_path, "refapp", "1.0", {})
+    hashes = {rel: sha256_file(tmp_path / rel) for rel in manifest.files}
+    assert verify_hashes(manifest, {**hashes, MANIFEST_NAME: "0" * 64}).ok
+    result = verify_hashes(manifest, {"a.txt": "0" * 64, "new.txt": hashes["a.txt"]})
+    assert (result.missing, result.extra, result.mismatched) == (
+        ["bin/run"],
+        ["new.txt"],
+        ["a.txt"],
+    )
+    assert result.describe() == "missing: bin/run; extra: new.txt; sha256 mismatch: a.txt"
+
+
+def test_special_files_and_unreadable_directories_are_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_tree(tmp_path)
+    manifest = build_manifest(tmp_path, "refapp", "1.0", {})
+    os.mkfifo(tmp_path / "bin" / "pipe")
+    with pytest.raises(ManifestError, match="not a regular file: bin/pipe"):
+        verify_tree(tmp_path, manifest, contents=False)
+    (tmp_path / "bin" / "pipe").unlink()
+    real_scandir = os.scandir
+
+    def scandir(path: str) -> Any:
+        if path.endswith("bin"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    with pytest.raises(ManifestError, match="cannot list bin: Permission denied"):
+        verify_tree(tmp_path, manifest)
+
+
+def test_shared_links_are_skipped_and_not_followed(tmp_path: Path) -> None:
+    root = tmp_path / "release"
+    make_tree(root)
+    manifest = build_manifest(root, "refapp", "1.0", {})
+    (tmp_path / "shared").mkdir()
+    (tmp_path / "shared" / "app.log").write_text("s")
+    os.symlink("../shared", root / "log")
+    assert verify_tree(root, manifest, frozenset({"log"})).ok
+    with pytest.raises(ManifestError, match="no symlinks: log"):
+        verify_tree(root, manifest)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tradeops.releases import fsutil, staging
 from tradeops.releases.artifact import BuiltArtifact, build_artifact
 from tradeops.releases.layout import LAYOUT_DIRS, Layout
 from tradeops.releases.manifest import MANIFEST_NAME, Manifest, verify_tree
@@ -24,6 +25,7 @@ from tradeops.releases.staging import (
     stage,
 )
 
+MTIME = 1_700_000_000
 FILES: dict[str, bytes] = {
     "REVISION": b"1.0\nabc\n",
     "bin/refapp": b"#!/bin/sh\necho run\n",
@@ -39,10 +41,11 @@ def make_layout(tmp_path: Path) -> Layout:
     return Layout.at(root)
 
 
-def _add(tar: tarfile.TarFile, name: str, data: bytes) -> None:
+def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int | None = None) -> None:
     info = tarfile.TarInfo(name)
     info.size = len(data)
-    info.mode = 0o755 if name.startswith("bin/") else 0o644
+    info.mode = mode if mode is not None else 0o755 if name.startswith("bin/") else 0o644
+    info.mtime = MTIME
     tar.addfile(info, io.BytesIO(data))
 
 
@@ -51,16 +54,22 @@ def craft_artifact(
     files: dict[str, bytes] | None = None,
     *,
     listed: dict[str, bytes] | None = None,
-    manifest_text: str | None = None,
+    manifest_text: str | bytes | None = None,
     with_manifest: bool = True,
     members: tuple[tarfile.TarInfo, ...] = (),
     version: str = "1.0",
+    files_before_manifest: int = 0,
+    modes: dict[str, int] | None = None,
+    dir_members: bool = True,
 ) -> Path:
     """Write a tar.gz holding ``files``, with a MANIFEST describing ``listed``.
 
     ``listed`` defaults to ``files``; giving both makes an artifact whose content
-    disagrees with its MANIFEST.
+    disagrees with its MANIFEST. The MANIFEST comes right after the directories,
+    or after the first ``files_before_manifest`` files. ``modes`` sets the mode of
+    some files; ``dir_members=False`` leaves the directories implicit.
     """
+    modes = modes or {}
     files = FILES if files is None else files
     listed = files if listed is None else listed
     manifest = Manifest(
@@ -70,16 +79,19 @@ def craft_artifact(
     path.parent.mkdir(parents=True, exist_ok=True)
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        dirs = sorted({str(Path(rel).parent) for rel in files} - {"."})
+        dirs = sorted({str(Path(rel).parent) for rel in files} - {"."}) if dir_members else []
         for name in dirs:
             info = tarfile.TarInfo(name)
             info.type = tarfile.DIRTYPE
             info.mode = 0o755
             tar.addfile(info)
+        ordered = sorted(files.items())
+        for rel, data in ordered[:files_before_manifest]:
+            _add(tar, rel, data, modes.get(rel))
         if with_manifest:
-            _add(tar, MANIFEST_NAME, text.encode())
-        for rel, data in sorted(files.items()):
-            _add(tar, rel, data)
+            _add(tar, MANIFEST_NAME, text if isinstance(text, bytes) else text.encode())
+        for rel, data in ordered[files_before_manifest:]:
+            _add(tar, rel, data, modes.get(rel))
         for member in members:
             tar.addfile(member, io.BytesIO(b"x" * member.size) if member.isfile() else None)
     path.write_bytes(buf.getvalue())
@@ -219,6 +231,13 @@ def _regular(name: str) -> tarfile.TarInfo:
     return info
 
 
+def _directory(name: str) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = 0o755
+    return info
+
+
 def _fifo(name: str) -> tarfile.TarInfo:
     info = tarfile.TarInfo(name)
     info.type = tarfile.FIFOTYPE
@@ -247,6 +266,25 @@ BAD_ARTIFACTS = {
         r"link or special file: site/hard",
     ),
     "fifo member": ({"members": (_fifo("site/pipe"),)}, r"link or special file: site/pipe"),
+    "duplicate member": ({"members": (_regular("REVISION"),)}, r"holds REVISION twice"),
+    "duplicate member spelt differently": (
+        {"members": (_regular("./site//pkg/__init__.py"),)},
+        r"holds site/pkg/__init__\.py twice",
+    ),
+    "duplicate directory": ({"members": (_directory("site/pkg/"),)}, r"holds site/pkg twice"),
+    "file under a file": ({"members": (_regular("REVISION/x"),)}, r"cannot unpack"),
+    "file over a directory": (
+        {"files": {**FILES, "site": b"x"}, "files_before_manifest": 4},
+        r"cannot unpack",
+    ),
+    "MANIFEST is a directory": (
+        {"with_manifest": False, "members": (_directory(MANIFEST_NAME),)},
+        r"MANIFEST is not a regular file",
+    ),
+    "MANIFEST twice": (
+        {"members": (_regular(f"./{MANIFEST_NAME}"),)},
+        r"holds MANIFEST twice",
+    ),
     "dotdot member": ({"members": (_regular("../escape.txt"),)}, r"escapes the release"),
     "nested dotdot member": (
         {"members": (_regular("site/../../escape.txt"),)},
@@ -355,3 +393,139 @@ def test_custom_links(tmp_path: Path) -> None:
     assert sorted(p.name for p in release.iterdir() if p.is_symlink()) == ["state"]
     assert (release / "state").resolve() == layout.state.resolve()
     assert json.loads((release / MANIFEST_NAME).read_text())["version"] == "1.0"
+
+
+@pytest.mark.parametrize("files_before_manifest", [1, 2, len(FILES)])
+def test_manifest_need_not_come_first(tmp_path: Path, files_before_manifest: int) -> None:
+    layout = make_layout(tmp_path)
+    artifact = craft_artifact(tmp_path / "a.tar.gz", files_before_manifest=files_before_manifest)
+    with tarfile.open(artifact) as tar:
+        names = tar.getnames()
+    assert names.index(MANIFEST_NAME) > names.index("REVISION")
+    assert read_artifact_manifest(artifact).files.keys() == FILES.keys()
+    assert stage(layout, artifact, "r1").action == "create"
+    release = layout.releases / "r1"
+    assert verify_tree(release, Manifest.load(release), frozenset(DEFAULT_SHARED_LINKS)).ok
+    assert (release / MANIFEST_NAME).read_text() == Manifest.load(release).to_json()
+
+
+def test_read_artifact_manifest_stops_at_the_manifest(tmp_path: Path) -> None:
+    """Only the archive up to the MANIFEST is read: a damaged tail does not matter to it."""
+    rng = random.Random(7)
+    files = {f"payload/blob{i}.bin": rng.randbytes(50_000) for i in range(8)}
+    artifact = craft_artifact(tmp_path / "a.tar.gz", files)
+    expected = read_artifact_manifest(artifact)
+    data = artifact.read_bytes()
+    artifact.write_bytes(data[: len(data) // 2])
+    assert read_artifact_manifest(artifact) == expected
+    layout = make_layout(tmp_path)
+    with pytest.raises(StageError):  # staging reads it all, and refuses
+        stage(layout, artifact, "r1")
+    assert staging_leftovers(layout) == []
+    assert not (layout.releases / "r1").exists()
+
+
+def test_read_artifact_manifest_without_a_manifest(tmp_path: Path) -> None:
+    artifact = craft_artifact(tmp_path / "a.tar.gz", with_manifest=False)
+    with pytest.raises(StageError, match=r"no MANIFEST in the artifact"):
+        read_artifact_manifest(artifact)
+    bad = craft_artifact(tmp_path / "b.tar.gz", manifest_text=b"\xff\xfe{}")
+    with pytest.raises(StageError, match=r"MANIFEST is not UTF-8"):
+        read_artifact_manifest(bad)
+    layout = make_layout(tmp_path)
+    with pytest.raises(StageError, match=r"MANIFEST is not UTF-8"):
+        stage(layout, bad, "r1")
+
+
+def test_an_artifact_replaced_after_the_plan_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    layout = make_layout(tmp_path)
+    artifact = craft_artifact(tmp_path / "a.tar.gz")
+    planned = read_artifact_manifest(craft_artifact(tmp_path / "b.tar.gz", {"REVISION": b"2\n"}))
+    monkeypatch.setattr(staging, "read_artifact_manifest", lambda path: planned)
+    with pytest.raises(StageError, match="the artifact changed while it was being staged"):
+        stage(layout, artifact, "r1")
+    assert staging_leftovers(layout) == []
+    assert not (layout.releases / "r1").exists()
+    assert log_statuses(layout) == []
+
+
+def test_modes_are_0755_or_0644_whatever_the_archive_and_umask(tmp_path: Path) -> None:
+    files = {
+        "bin/owner-only": b"#!/bin/sh\n",
+        "bin/setuid": b"#!/bin/sh\n",
+        "bin/other-x": b"#!/bin/sh\n",
+        "data/world-writable": b"w\n",
+        "data/private": b"p\n",
+        "data/sub/deep.txt": b"d\n",
+    }
+    modes = {
+        "bin/owner-only": 0o700,
+        "bin/setuid": 0o4777,
+        "bin/other-x": 0o001,
+        "data/world-writable": 0o666,
+        "data/private": 0o600,
+        "data/sub/deep.txt": 0o2644,
+    }
+    artifact = craft_artifact(tmp_path / "a.tar.gz", files, modes=modes, dir_members=False)
+    layout = make_layout(tmp_path)
+    old_umask = os.umask(0o077)
+    try:
+        stage(layout, artifact, "r1")
+    finally:
+        os.umask(old_umask)
+    release = layout.releases / "r1"
+    found = {rel: (release / rel).stat().st_mode & 0o7777 for rel in files}
+    assert found == {
+        "bin/owner-only": 0o755,
+        "bin/setuid": 0o755,
+        "bin/other-x": 0o755,
+        "data/world-writable": 0o644,
+        "data/private": 0o644,
+        "data/sub/deep.txt": 0o644,
+    }
+    # Directories the archive does not list are created, 0755 too.
+    for rel in ("bin", "data", "data/sub"):
+        assert (release / rel).stat().st_mode & 0o7777 == 0o755
+    assert (release / "data/private").stat().st_mtime == MTIME  # mtimes are the archive's
+
+
+def test_dot_slash_member_names_and_a_root_member(tmp_path: Path) -> None:
+    """Archives made with ``tar -C dir .`` name members ``./x`` and hold ``.`` itself."""
+    manifest = Manifest(
+        "refapp", "1.0", {k: hashlib.sha256(v).hexdigest() for k, v in FILES.items()}
+    )
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        tar.addfile(_directory("."))
+        _add(tar, f"./{MANIFEST_NAME}", manifest.to_json().encode())
+        for rel, data in sorted(FILES.items()):
+            _add(tar, f"./{rel}", data)
+    artifact = tmp_path / "dot.tar.gz"
+    artifact.write_bytes(buf.getvalue())
+    layout = make_layout(tmp_path)
+    assert stage(layout, artifact, "r1").digest == manifest.digest
+    release = layout.releases / "r1"
+    assert verify_tree(release, Manifest.load(release), frozenset(DEFAULT_SHARED_LINKS)).ok
+
+
+@pytest.mark.parametrize("has_syncfs", [True, False])
+def test_the_tree_is_made_durable_before_the_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, has_syncfs: bool
+) -> None:
+    """One syncfs then a fsync per directory, or (without syncfs) a fsync per file too."""
+    if not has_syncfs:
+        monkeypatch.setattr(fsutil, "_libc_syncfs", lambda: None)
+    monkeypatch.setenv(fsutil.CRASH_ENV, "0")
+    before = len(fsutil.crashpoint_labels())
+    layout = make_layout(tmp_path)
+    stage(layout, craft_artifact(tmp_path / "a.tar.gz"), "r1")
+    labels = fsutil.crashpoint_labels()[before:]
+    rename = labels.index("stage:before-rename")
+    durable = [i for i, label in enumerate(labels) if label.startswith(("sync_tree", "fsync_tree"))]
+    assert durable
+    assert max(durable) < rename
+    assert labels.count("sync_tree:syncfs") == (1 if has_syncfs else 0)
+    assert labels.count("fsync_tree:file") == (0 if has_syncfs else len(FILES) + 1)
+    assert labels.count("fsync_tree:dir") == 5  # r1.partial, bin, config, site, site/pkg

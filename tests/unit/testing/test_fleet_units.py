@@ -21,6 +21,7 @@ from tradeops.testing.fleet import (
     render_host_script,
     render_inventory,
     render_sshd_config,
+    set_root_home,
 )
 from tradeops.testing.fleet_cli import add_actions, default_state_dir
 
@@ -174,6 +175,16 @@ def test_host_script_mounts_then_execs_sshd():
     )
     assert "/etc" not in shared
     assert shlex.quote("/a b/data") in shared
+
+
+def test_root_home_is_the_hosts_own(tmp_path: Path) -> None:
+    passwd = tmp_path / "passwd"
+    passwd.write_text("root:x:0:0:root:/root:/bin/bash\nbob:x:1000:1000::/root:/bin/sh\n")
+    set_root_home(passwd, Path("/s/hosts/f-1/root"))
+    assert passwd.read_text().splitlines() == [
+        "root:x:0:0:root:/s/hosts/f-1/root:/bin/bash",
+        "bob:x:1000:1000::/root:/bin/sh",
+    ]
 
 
 def test_inventory():

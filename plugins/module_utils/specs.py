@@ -1,0 +1,99 @@
+# -*- coding: utf-8 -*-
+# Copyright: tradeops.algo maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Argument specs of the collection's modules, shared with their action plugins.
+
+The module validates with them under AnsiballZ; the action plugin validates
+with them on the controller before it runs ``python -m tradeops.modrun`` on the
+host. One spec, so both paths accept and refuse the same arguments.
+"""
+
+from __future__ import annotations
+
+RELEASE = {
+    "argument_spec": {
+        "root": {"type": "path", "default": "/srv/tradeops"},
+        "release_id": {"type": "str"},
+        "state": {
+            "type": "str",
+            "default": "staged",
+            "choices": ["staged", "active", "absent", "pruned", "bad"],
+        },
+        "artifact": {"type": "path"},
+        "src": {"type": "path"},
+        "config_files": {
+            "type": "list",
+            "elements": "dict",
+            "options": {
+                "path": {"type": "str", "required": True},
+                "content": {"type": "str", "required": True, "no_log": True},
+                "mode": {"type": "str", "default": "0640"},
+                "group": {"type": "str"},
+            },
+        },
+        "prune": {"type": "bool", "default": False},
+        "shared_links": {
+            "type": "dict",
+            "default": {"log": "log", "secrets": "secrets", "etc": "config/{release_id}"},
+        },
+        "keep": {"type": "int", "default": 5},
+        "reason": {"type": "str"},
+        "verify": {"type": "bool", "default": True},
+        "manifest_digest": {"type": "str"},
+        "version": {"type": "str"},
+    },
+    "mutually_exclusive": [("artifact", "src")],
+    "required_if": [
+        ("state", "staged", ["release_id"]),
+        ("state", "active", ["release_id"]),
+        ("state", "absent", ["release_id"]),
+        ("state", "bad", ["release_id"]),
+    ],
+}
+
+DEPLOY_LOCK = {
+    "argument_spec": {
+        "root": {"type": "path", "default": "/srv/tradeops"},
+        "state": {"type": "str", "default": "locked", "choices": ["locked", "unlocked"]},
+        "run_id": {"type": "str", "required": True},
+        "owner": {"type": "str", "required": True},
+        "release_id": {"type": "str", "default": ""},
+        "controller_host": {"type": "str", "default": ""},
+        "controller_pid": {"type": "int", "default": 0},
+        "ttl": {"type": "int", "default": 3600},
+        "force": {"type": "bool", "default": False},
+        "reason": {"type": "str"},
+    },
+    "required_if": [("force", True, ["reason"])],
+}
+
+HOST_INFO = {
+    "argument_spec": {
+        "root": {"type": "path", "default": "/srv/tradeops"},
+        "require_layout": {"type": "bool", "default": False},
+        "min_free_bytes": {"type": "int", "default": 0},
+        "status_url": {"type": "str"},
+    },
+}
+
+STRATEGY = {
+    "argument_spec": {
+        "root": {"type": "path", "default": "/srv/tradeops"},
+        "name": {"type": "str", "required": True},
+        "state": {
+            "type": "str",
+            "default": "started",
+            "choices": ["started", "restarted", "stopped"],
+        },
+        "manager": {
+            "type": "str",
+            "default": "auto",
+            "choices": ["auto", "supervisord", "systemd"],
+        },
+        "definition": {"type": "str"},
+        "status_url": {"type": "str"},
+        "release_id": {"type": "str"},
+        "timeout": {"type": "float", "default": 30.0},
+    },
+    "required_by": {"release_id": "status_url"},
+}

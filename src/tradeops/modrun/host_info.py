@@ -1,0 +1,37 @@
+"""The ``host_info`` module."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tradeops.process.running import read_running
+from tradeops.releases.layout import inspect_host
+
+
+def run(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
+    """Describe the host; fail the preflight checks that were asked for."""
+    del check_mode, diff  # reads only
+    try:
+        info: dict[str, Any] = inspect_host(params["root"])
+    except (ValueError, RuntimeError) as exc:
+        return {"failed": True, "msg": str(exc)}
+    if params.get("status_url"):
+        info["running"] = read_running(params["status_url"]).as_dict()
+    if not info["exists"] and (params.get("require_layout") or params.get("min_free_bytes")):
+        return {"failed": True, "msg": f"{info['root']} does not exist", **info}
+    if params.get("require_layout") and not info["layout_ok"]:
+        missing = ", ".join(info["missing_dirs"])
+        return {
+            "failed": True,
+            "msg": f"tradeops layout incomplete under {info['root']}: missing {missing}",
+            **info,
+        }
+    need = params.get("min_free_bytes") or 0
+    free = info.get("free_bytes") or 0
+    if need and free < need:
+        return {
+            "failed": True,
+            "msg": f"only {free >> 20} MiB free under {info['root']}, {need >> 20} MiB needed",
+            **info,
+        }
+    return {"changed": False, **info}

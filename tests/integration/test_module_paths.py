@@ -1,0 +1,127 @@
+"""Both ways a module of the collection runs give the same results.
+
+The action plugins run the modules through ``python -m tradeops.modrun`` on the
+host (the fast path); with ``tradeops_modrun: false`` the module files run under
+AnsiballZ. Both are driven here by a real playbook on this machine (connection
+local, this venv as the host's Python): lock, host facts, stage from the
+controller's artifact with a config file, activate with prune, unlock.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.integration.ansible_run import run_playbook
+from tradeops.releases.artifact import build_artifact
+from tradeops.releases.layout import LAYOUT_DIRS
+
+PLAYBOOK = """\
+- name: Drive every module of the collection once
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  vars:
+    ansible_python_interpreter: {python}
+    root: {root}
+  tasks:
+    - name: Lock
+      tradeops.algo.deploy_lock:
+        root: "{{{{ root }}}}"
+        run_id: run-1
+        owner: tester
+      register: locked
+    - name: Host facts and preflight
+      tradeops.algo.host_info:
+        root: "{{{{ root }}}}"
+        require_layout: true
+        min_free_bytes: 1
+      register: info
+    - name: Stage from the controller's artifact
+      tradeops.algo.release:
+        root: "{{{{ root }}}}"
+        release_id: r1
+        src: {artifact}
+        config_files:
+          - path: "config/{{release_id}}/app.yml"
+            content: "answer: 42\\n"
+      register: staged
+    - name: Stage again
+      tradeops.algo.release:
+        root: "{{{{ root }}}}"
+        release_id: r1
+        src: {artifact}
+      register: staged_again
+    - name: Activate and prune
+      tradeops.algo.release:
+        root: "{{{{ root }}}}"
+        release_id: r1
+        state: active
+        prune: true
+        keep: 1
+      register: active
+    - name: A bad argument
+      tradeops.algo.release:
+        root: "{{{{ root }}}}"
+        state: moon
+      register: bad
+      ignore_errors: true
+    - name: Unlock
+      tradeops.algo.deploy_lock:
+        root: "{{{{ root }}}}"
+        state: unlocked
+        run_id: run-1
+        owner: tester
+      register: unlocked
+    - name: Report
+      ansible.builtin.copy:
+        dest: {out}
+        content: "{{{{ dict(locked=locked, info=info, staged=staged, again=staged_again,
+                   active=active, bad=bad, unlocked=unlocked) | to_json }}}}"
+        mode: "0644"
+"""
+
+
+def drive(tmp_path: Path, modrun: bool, artifact: Path) -> dict:
+    root = tmp_path / f"root-{modrun}"
+    for sub in LAYOUT_DIRS:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    out = tmp_path / f"out-{modrun}.json"
+    book = tmp_path / f"play-{modrun}.yml"
+    book.write_text(PLAYBOOK.format(python=sys.executable, root=root, artifact=artifact, out=out))
+    run = run_playbook(str(book), "-e", f"tradeops_modrun={str(modrun).lower()}")
+    assert run.rc == 0, run.output[-4000:]
+    return json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def artifact(tmp_path_factory) -> Path:
+    return build_artifact("7.0.0", tmp_path_factory.mktemp("art")).path
+
+
+@pytest.mark.parametrize("modrun", [True, False], ids=["modrun", "ansiballz"])
+def test_modules_behave_the_same_either_way(tmp_path: Path, artifact: Path, modrun: bool):
+    result = drive(tmp_path, modrun, artifact)
+    assert result["locked"]["acquired"] is True
+    assert result["locked"]["changed"] is True
+    assert result["info"]["layout_ok"] is True
+    assert result["staged"]["changed"] is True
+    assert result["staged"]["action"] == "create"
+    (path,) = result["staged"]["config_sha256"]
+    assert path == "config/r1/app.yml"
+    assert result["staged"]["config_sha256"] == result["staged"]["config_expected_sha256"]
+    assert result["again"]["changed"] is False
+    assert result["active"]["changed"] is True
+    assert result["active"]["current"] == "r1"
+    assert result["bad"]["failed"] is True
+    assert "moon" in result["bad"]["msg"]
+    assert result["unlocked"]["changed"] is True
+    root = tmp_path / f"root-{modrun}"
+    assert (root / "current").resolve() == (root / "releases" / "r1").resolve()
+    assert (root / "shared" / "config" / "r1" / "app.yml").read_text() == "answer: 42\n"
+    assert not (root / "deploy.lock").exists()
+    # The artifact never stays on the host: staged from memory or a removed temp copy.
+    assert list((root / "releases" / ".staging").iterdir()) == []
