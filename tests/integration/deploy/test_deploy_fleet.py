@@ -98,6 +98,9 @@ def running_release(fleet, host) -> str | None:
         return None
 
 
+PHASES = ("lock", "preflight", "snapshot", "stage", "gate", "cutover", "verify", "unlock")
+
+
 def test_deploy_two_releases_everywhere(stage) -> None:
     fleet, _common, artifacts, work = stage
     first = deploy(stage, "1.0.0", artifacts["1.0.0"])
@@ -105,8 +108,27 @@ def test_deploy_two_releases_everywhere(stage) -> None:
     ids = set(current_of(fleet))
     assert len(ids) == 1
     assert next(iter(ids)).startswith("1.0.0-")
-    second = deploy(stage, "1.1.0", artifacts["1.1.0"])
+    # The second deploy runs with a hook at every phase: each appends the phase to a
+    # file on the host, so the order of phases and hooks is read back from the hosts.
+    hooks = {}
+    for when in ("before", "after"):
+        for phase in PHASES:
+            hook = work / f"{when}_{phase}.yml"
+            hook.write_text(
+                f"""---
+- name: Record {when} {phase}
+  ansible.builtin.shell:
+    cmd: echo {when}_{phase} >> /srv/tradeops/state/hooks.txt
+  changed_when: true
+"""
+            )
+            hooks[f"{when}_{phase}"] = str(hook)
+    second = deploy(stage, "1.1.0", artifacts["1.1.0"], "-e", json.dumps({"release_hooks": hooks}))
     assert second.rc == 0, second.output[-5000:]
+    expected = [f"{when}_{phase}" for phase in PHASES for when in ("before", "after")]
+    for host in fleet.hosts:
+        seen = (fleet.host_dir(host) / "state" / "hooks.txt").read_text().split()
+        assert seen == expected, host.name
     currents = current_of(fleet)
     assert len(set(currents)) == 1
     assert currents[0].startswith("1.1.0-")
