@@ -9,9 +9,11 @@ if ! command -v initdb >/dev/null 2>&1 && ! ls /usr/lib/postgresql/*/bin/initdb 
     missing+=(postgresql)
 fi
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+# ansible-test sanity skips its shellcheck test without it.
+command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
 
 if ((${#missing[@]} == 0)); then
-    echo "os-deps: openssh-server, postgresql and util-linux are present"
+    echo "os-deps: openssh-server, postgresql, util-linux and shellcheck are present"
     exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then

@@ -8,4 +8,6 @@ mkdir -p "$out"
 rm -f "$out"/tradeops-*.whl
 .venv/bin/python -m pip wheel --quiet --disable-pip-version-check --no-build-isolation \
     --wheel-dir "$out" '.[postgres]' 2> >(grep -v "^WARNING: Location" >&2)
-echo "wheelhouse: $(ls "$out" | wc -l) wheels in $out ($(ls "$out"/tradeops-*.whl | xargs -n1 basename))"
+wheels=("$out"/*.whl)
+tradeops_wheel=("$out"/tradeops-*.whl)
+echo "wheelhouse: ${#wheels[@]} wheels in $out ($(basename "${tradeops_wheel[0]}"))"
