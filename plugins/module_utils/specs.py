@@ -26,10 +26,13 @@ RELEASE = {
             "elements": "dict",
             "options": {
                 "path": {"type": "str", "required": True},
-                "content": {"type": "str", "required": True, "no_log": True},
+                "content": {"type": "str", "no_log": True},
+                "sha256": {"type": "str"},
                 "mode": {"type": "str", "default": "0640"},
                 "group": {"type": "str"},
             },
+            "required_one_of": [("content", "sha256")],
+            "mutually_exclusive": [("content", "sha256")],
         },
         "prune": {"type": "bool", "default": False},
         "shared_links": {

@@ -68,9 +68,16 @@ options:
         type: str
         required: true
       content:
-        description: The file's content. Never logged or shown in a diff.
+        description:
+          - The file's content. Never logged or shown in a diff.
+          - Exactly one of O(config_files[].content) and O(config_files[].sha256) is required.
         type: str
-        required: true
+      sha256:
+        description:
+          - Instead of O(config_files[].content), only check that the file has this sha256
+            (reported in RV(config_changed) when it differs; an error outside check mode).
+          - The deploy gate passes the digests the stage wrote, so each config is rendered once.
+        type: str
       mode:
         description: Octal permission bits.
         type: str

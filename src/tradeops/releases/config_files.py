@@ -12,6 +12,7 @@ from __future__ import annotations
 import grp
 import hashlib
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -26,16 +27,24 @@ class ConfigFileError(ValueError):
 
 @dataclass(frozen=True)
 class ConfigFile:
-    """One file to write: where (under ``shared/``), what, and who may read it."""
+    """One file to write: where (under ``shared/``), what, and who may read it.
+
+    Without ``content`` the entry only checks: ``expected`` is the sha256 the
+    file must have (the deploy gate passes the digests the stage wrote, so
+    that the controller renders each config once).
+    """
 
     path: str
-    content: str
+    content: str | None
     mode: int = 0o640
     group: str | None = None
+    expected: str | None = None
 
     @property
     def sha256(self) -> str:
-        """sha256 of the content, as the gate compares it."""
+        """sha256 of the content (or the expected digest), as the gate compares it."""
+        if self.content is None:
+            return str(self.expected)
         return hashlib.sha256(self.content.encode("utf-8")).hexdigest()
 
 
@@ -56,7 +65,13 @@ def parse_config_files(entries: list[dict[str, Any]], release_id: str) -> list[C
         if not 0 <= mode_bits <= 0o7777:
             raise ConfigFileError(f"config file {rel}: mode {mode!r} is out of range")
         group = entry.get("group") or None
-        files.append(ConfigFile(rel, str(entry.get("content") or ""), mode_bits, group))
+        content, expected = entry.get("content"), entry.get("sha256")
+        if (content is None) == (expected is None):
+            raise ConfigFileError(f"config file {rel}: give either content or sha256")
+        if expected is not None and not re.fullmatch(r"[0-9a-f]{64}", str(expected)):
+            raise ConfigFileError(f"config file {rel}: sha256 must be 64 hex digits")
+        text = None if content is None else str(content)
+        files.append(ConfigFile(rel, text, mode_bits, group, expected))
     return files
 
 
@@ -79,6 +94,8 @@ def _gid(group: str | None) -> int:
 def _needs_write(path: Path, item: ConfigFile, gid: int) -> bool:
     if _sha256_of(path) != item.sha256:
         return True
+    if item.content is None:
+        return False  # a check of the content only
     st = path.stat()
     return (st.st_mode & 0o7777) != item.mode or (gid != -1 and st.st_gid != gid)
 
@@ -98,7 +115,12 @@ def sync_config_files(
         gid = _gid(item.group)
         if _needs_write(path, item, gid):
             changed.append(item.path)
-            if not check_mode:
+            if item.content is None and not check_mode:
+                raise ConfigFileError(
+                    f"shared/{item.path} has sha256 {(_sha256_of(path) or 'none')[:12]}, "
+                    f"expected {item.sha256[:12]}, and no content was given to write"
+                )
+            if not check_mode and item.content is not None:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 atomic_write(path, item.content.encode("utf-8"), mode=item.mode)
                 os.chown(path, -1, gid)

@@ -61,10 +61,38 @@ def test_parse_expands_the_release_id_everywhere_in_the_path() -> None:
 
 
 def test_parse_defaults() -> None:
-    (item,) = parse_config_files([{"path": "config/a.yml"}], "r1")
+    (item,) = parse_config_files([{"path": "config/a.yml", "content": ""}], "r1")
     assert item == ConfigFile("config/a.yml", "", 0o640, None)
-    (item,) = parse_config_files([{"path": "a", "content": None, "mode": None, "group": ""}], "r1")
-    assert (item.content, item.mode, item.group) == ("", 0o640, None)
+    (item,) = parse_config_files([{"path": "a", "content": "x", "mode": None, "group": ""}], "r1")
+    assert (item.content, item.mode, item.group) == ("x", 0o640, None)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"content": "x", "sha256": "a" * 64}, {"sha256": "not-hex"}],
+    ids=["neither", "both", "bad-digest"],
+)
+def test_parse_needs_content_or_a_digest(extra: dict) -> None:
+    with pytest.raises(ConfigFileError):
+        parse_config_files([{"path": "config/a.yml", **extra}], "r1")
+
+
+def test_a_digest_entry_only_checks(tmp_path: Path) -> None:
+    layout = make_layout(tmp_path)
+    (written,) = parse_config_files([{"path": "config/r1/a.yml", "content": "k: 1\n"}], "r1")
+    sync_config_files(layout, [written], check_mode=False)
+    good = ConfigFile("config/r1/a.yml", None, expected=written.sha256)
+    bad = ConfigFile("config/r1/a.yml", None, expected="0" * 64)
+    assert sync_config_files(layout, [good], check_mode=False) == (
+        [],
+        {"config/r1/a.yml": written.sha256},
+    )
+    changed, digests = sync_config_files(layout, [bad], check_mode=True)
+    assert changed == ["config/r1/a.yml"]
+    assert digests == {"config/r1/a.yml": written.sha256}
+    with pytest.raises(ConfigFileError, match="no content was given"):
+        sync_config_files(layout, [bad], check_mode=False)
+    assert (layout.shared / "config/r1/a.yml").read_text() == "k: 1\n"
 
 
 @pytest.mark.parametrize(("mode", "bits"), [("0600", 0o600), ("644", 0o644), ("0o750", 0o750)])
