@@ -49,16 +49,25 @@ class ActionModule(ModrunAction):
             return result
         if self._task.check_mode:
             return self._check_mode_plan(result, args, local, task_vars)
-        if self._modrun_python(task_vars or {}) is not None:
-            # Fast path: the artifact follows the request on the same channel.
-            return self.run_module(result, args, task_vars, stream=local)
+        # Fast path: the artifact follows the request on the same channel; else a copy.
+        return self.run_module(
+            result,
+            args,
+            task_vars,
+            stream=local,
+            fallback=lambda res: self._copy_then_run(res, args, local, task_vars),
+        )
+
+    def _copy_then_run(self, result, args, local, task_vars):
+        """Copy the artifact into the remote temporary directory, stage it, remove it."""
         try:
             remote_dir = self._make_tmp_path()
             remote = self._connection._shell.join_path(remote_dir, os.path.basename(local))
             self._transfer_file(local, remote)
             self._fixup_perms2((remote_dir, remote))
-            args["artifact"] = remote
-            result = self.run_module(result, args, task_vars)
+            staged = dict(args, artifact=remote)
+            outcome = self._execute_module(self.MODULE, module_args=staged, task_vars=task_vars)
+            result.update(outcome)
         finally:
             self._remove_tmp_path(self._connection._shell.tmpdir)
         return result

@@ -47,17 +47,20 @@ class ModrunAction(ActionBase):
         del tmp  # unused since ansible-core 2.10
         return self.run_module(result, dict(self._task.args), task_vars)
 
-    def run_module(self, result, args, task_vars, stream=None):
+    def run_module(self, result, args, task_vars, stream=None, fallback=None):
         """Run the module with ``args``; update and return ``result``.
 
         ``stream``: a controller file sent after the request on the same channel,
         which the host receives into memory as the module's ``artifact`` (fast
         path only; the caller checks ``self._modrun_python`` first).
+        ``fallback(result)``: what to do instead when the fast path cannot run
+        (default: the module under AnsiballZ with ``args``).
         """
+        if fallback is None:
+            fallback = self._ansiballz(args, task_vars)
         python = self._modrun_python(task_vars or {})
         if python is None:
-            result.update(self._execute_module(self.MODULE, module_args=args, task_vars=task_vars))
-            return result
+            return fallback(result)
         validated = ArgumentSpecValidator(**self.SPEC).validate(args)
         if validated.error_messages:
             result.update(failed=True, msg="; ".join(validated.error_messages))
@@ -82,10 +85,7 @@ class ModrunAction(ActionBase):
         answer = self._parse(res)
         if answer is None:
             if any(marker in res.get("stderr", "") for marker in MISSING_MARKERS):
-                result.update(
-                    self._execute_module(self.MODULE, module_args=args, task_vars=task_vars)
-                )
-                return result
+                return fallback(result)  # the host's library predates tradeops.modrun
             result.update(
                 failed=True,
                 msg="%s on the host failed (rc=%s): %s"
@@ -97,6 +97,15 @@ class ModrunAction(ActionBase):
             answer.pop("diff", None)
         result.update(answer)
         return result
+
+    def _ansiballz(self, args, task_vars):
+        """The standard module run, as a fallback."""
+
+        def run(result):
+            result.update(self._execute_module(self.MODULE, module_args=args, task_vars=task_vars))
+            return result
+
+        return run
 
     @staticmethod
     def _parse(res):

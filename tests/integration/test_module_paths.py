@@ -125,3 +125,31 @@ def test_modules_behave_the_same_either_way(tmp_path: Path, artifact: Path, modr
     assert not (root / "deploy.lock").exists()
     # The artifact never stays on the host: staged from memory or a removed temp copy.
     assert list((root / "releases" / ".staging").iterdir()) == []
+
+
+def test_a_host_without_the_library_is_told_so(tmp_path: Path, artifact: Path) -> None:
+    """The fast path falls back to the module (and its artifact copy), which names the fix."""
+    root = tmp_path / "root"
+    for sub in LAYOUT_DIRS:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    book = tmp_path / "play.yml"
+    book.write_text(
+        f"""\
+- name: Stage on a host whose Python has no tradeops library
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Stage
+      tradeops.algo.release:
+        root: {root}
+        release_id: r1
+        src: {artifact}
+      vars:
+        ansible_python_interpreter: /usr/bin/python3
+"""
+    )
+    run = run_playbook(str(book))
+    assert run.rc != 0
+    assert "tradeops.algo.host role" in run.output, run.output[-3000:]
+    assert not (root / "releases" / "r1").exists()
