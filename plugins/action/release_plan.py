@@ -82,7 +82,6 @@ class ActionModule(ActionBase):
             "release_artifact_bytes": os.path.getsize(artifact),
             "release_unpacked_bytes": unpacked,
             "release_templates": templates,
-            "release_template": templates.get(args["templates"][0]) if args["templates"] else None,
             "release_controller_host": socket.gethostname(),
             "release_controller_pid": os.getppid(),
         }

@@ -1,10 +1,12 @@
 # -*- coding: utf-8 -*-
 # Copyright: tradeops.algo maintainers
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Import guard for the tradeops library that the host role installs on every host."""
+"""Import guard for the tradeops library that the host role installs on every host,
+and the common body of the collection's modules."""
 
 from __future__ import annotations
 
+import importlib
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
@@ -30,3 +32,17 @@ def require_tradeops(module):
             ),
             exception=TRADEOPS_IMPORT_ERROR,
         )
+
+
+def run_handler(module, name):
+    """Run ``tradeops.modrun.<name>`` on the module's parameters and answer with its result.
+
+    The same handler runs under ``python -m tradeops.modrun`` (the action plugins'
+    fast path), so both ways give the same result.
+    """
+    require_tradeops(module)
+    handler = importlib.import_module("tradeops.modrun." + name)
+    result = handler.run(module.params, module.check_mode, module._diff)
+    if result.pop("failed", False):
+        module.fail_json(**result)
+    module.exit_json(**result)

@@ -107,22 +107,11 @@ holder:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tradeops.algo.plugins.module_utils.specs import DEPLOY_LOCK
-from ansible_collections.tradeops.algo.plugins.module_utils.tradeops_lib import (
-    HAS_TRADEOPS,
-    require_tradeops,
-)
-
-if HAS_TRADEOPS:
-    from tradeops.modrun.deploy_lock import run
+from ansible_collections.tradeops.algo.plugins.module_utils.tradeops_lib import run_handler
 
 
 def main():
-    module = AnsibleModule(supports_check_mode=True, **DEPLOY_LOCK)
-    require_tradeops(module)
-    result = run(module.params, module.check_mode, module._diff)
-    if result.pop("failed", False):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    run_handler(AnsibleModule(supports_check_mode=True, **DEPLOY_LOCK), "deploy_lock")
 
 
 if __name__ == "__main__":

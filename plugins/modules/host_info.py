@@ -126,22 +126,11 @@ running:
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.tradeops.algo.plugins.module_utils.specs import HOST_INFO
-from ansible_collections.tradeops.algo.plugins.module_utils.tradeops_lib import (
-    HAS_TRADEOPS,
-    require_tradeops,
-)
-
-if HAS_TRADEOPS:
-    from tradeops.modrun.host_info import run
+from ansible_collections.tradeops.algo.plugins.module_utils.tradeops_lib import run_handler
 
 
 def main():
-    module = AnsibleModule(supports_check_mode=True, **HOST_INFO)
-    require_tradeops(module)
-    result = run(module.params, module.check_mode, module._diff)
-    if result.pop("failed", False):
-        module.fail_json(**result)
-    module.exit_json(**result)
+    run_handler(AnsibleModule(supports_check_mode=True, **HOST_INFO), "host_info")
 
 
 if __name__ == "__main__":

@@ -105,10 +105,6 @@ release_templates:
   description: Member name to the path of its extracted copy on the controller.
   returned: success
   type: dict
-release_template:
-  description: Path of the first template.
-  returned: success
-  type: str
 release_controller_host:
   description: The controller's host name, recorded in the deploy lock.
   returned: success

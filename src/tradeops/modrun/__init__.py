@@ -10,3 +10,20 @@ behaves the same whichever way it runs:
   skips AnsiballZ's start-up (about 0.13 s of CPU per call, measured), which is
   most of a deploy's cost on a fleet; see docs/deploy.md.
 """
+
+from typing import Any, Protocol
+
+
+class _Outcome(Protocol):
+    changed: bool
+    result: dict[str, Any]
+    diff: Any
+
+
+def module_result(outcome: _Outcome, diff: bool) -> dict[str, Any]:
+    """A service's outcome as a module's result (the diff only when asked for)."""
+    result = dict(outcome.result)
+    result["changed"] = outcome.changed
+    if diff and outcome.diff:
+        result["diff"] = outcome.diff
+    return result

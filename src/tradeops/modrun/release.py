@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tradeops.modrun import module_result
 from tradeops.releases.service import ReleaseRequest, ReleaseServiceError, run_release
 
 FIELDS = (
@@ -35,8 +36,4 @@ def run(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
         outcome = run_release(request, check_mode=check_mode)
     except ReleaseServiceError as exc:
         return {"failed": True, "msg": str(exc), "release_id": params.get("release_id")}
-    result: dict[str, Any] = dict(outcome.result)
-    result["changed"] = outcome.changed
-    if diff and outcome.diff:
-        result["diff"] = outcome.diff
-    return result
+    return module_result(outcome, diff)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from tradeops.modrun import module_result
 from tradeops.process.service import StrategyError, StrategyRequest, run_strategy
 
 FIELDS = ("root", "name", "state", "manager", "definition", "status_url", "release_id", "timeout")
@@ -16,8 +17,4 @@ def run(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
         outcome = run_strategy(request, check_mode=check_mode)
     except StrategyError as exc:
         return {"failed": True, "msg": str(exc), "name": params.get("name")}
-    result: dict[str, Any] = dict(outcome.result)
-    result["changed"] = outcome.changed
-    if diff and outcome.diff:
-        result["diff"] = outcome.diff
-    return result
+    return module_result(outcome, diff)

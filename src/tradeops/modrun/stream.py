@@ -14,6 +14,8 @@ import os
 import tempfile
 from typing import BinaryIO
 
+from tradeops.releases.fsutil import write_all
+
 CHUNK = 1 << 20
 
 
@@ -47,9 +49,7 @@ def receive(source: BinaryIO, size: int, sha256: str) -> str:
             os.close(fd)
             raise StreamError(f"artifact stream ended {left} bytes short of {size}")
         digest.update(chunk)
-        view = memoryview(chunk)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, chunk)
         left -= len(chunk)
     if digest.hexdigest() != sha256:
         os.close(fd)

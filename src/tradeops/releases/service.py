@@ -124,6 +124,13 @@ def _staged(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
     return Outcome(changed, result, diff or None)
 
 
+def _diff_list(outcome: Outcome | None) -> list[dict[str, Any]]:
+    """An outcome's diff as a list (empty without one), to combine several."""
+    if outcome is None or not outcome.diff:
+        return []
+    return list(outcome.diff) if isinstance(outcome.diff, list) else [outcome.diff]
+
+
 def _active(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcome:
     rid = str(request.release_id)
     staged: Outcome | None = None
@@ -141,9 +148,8 @@ def _active(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
             result = {**staged.result, "action": "stage+activate", "previous": current}
             return Outcome(True, result, diff)
     names = frozenset(_links(request, rid))
-    plan = plan_activate(layout, rid, names, verify=request.verify)
-    if plan.changed and not check_mode:
-        plan = activate(layout, rid, names, verify=request.verify)
+    # activate() plans (and verifies) itself and writes nothing when nothing changes.
+    plan = (plan_activate if check_mode else activate)(layout, rid, names, verify=request.verify)
     action = "activate" if plan.previous or not plan.log_repair else "repair-log"
     if not plan.changed:
         action = "none"
@@ -156,17 +162,14 @@ def _active(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
         "current": rid if not check_mode else layout.current_release(),
     }
     changed = plan.changed or bool(staged and staged.changed)
-    diffs: list[dict[str, Any]] = []
-    if staged is not None and staged.diff:
-        diffs.extend(staged.diff if isinstance(staged.diff, list) else [staged.diff])
+    diffs = _diff_list(staged)
     if plan.swap:
         diffs.append(plan.diff(layout))
     if request.prune:
         pruned = _pruned(layout, request, check_mode)
         result.update(removed=pruned.result["removed"], kept=pruned.result["kept"])
         changed = changed or pruned.changed
-        if pruned.diff:
-            diffs.extend(pruned.diff if isinstance(pruned.diff, list) else [pruned.diff])
+        diffs.extend(_diff_list(pruned))
     if staged is not None:
         for key in ("config_sha256", "config_expected_sha256", "config_changed"):
             if key in staged.result:
