@@ -4,7 +4,13 @@ Brings up 8 loopback hosts, bootstraps them and starts a simulator on each
 (not timed), then measures with a ~20 MB, ~2,000-file artifact:
 
 * ``deploy_wall_s``: wall time of ``ansible-playbook tradeops.algo.deploy``
-  to 1, 4 and 8 hosts, median of ``RUNS`` runs, each run a new release;
+  to 1, 4 and 8 hosts, median of ``RUNS`` runs, each run a new release. As in
+  real life, consecutive releases share most files (here the 2,000 payload
+  files; the REVISION and version files differ), which staging hard-links
+  from the active release after hashing them;
+* ``deploy_all_files_new_wall_s``: the worst case for staging, 8 hosts, where
+  every payload file is new (a fresh random payload per run), so every file is
+  written; median of ``COLD_RUNS`` runs;
 * ``phases_s``: per-phase wall time for 8 hosts (slowest host per phase,
   median over the runs), from the deploy audit log;
 * ``noop_playbook_s``: the fixed cost of an empty playbook on the same 8 hosts;
@@ -37,6 +43,7 @@ from tradeops.releases.artifact import build_artifact  # noqa: E402
 from tradeops.testing.fleet import Fleet  # noqa: E402
 
 RUNS = int(os.environ.get("BENCH_DEPLOY_RUNS", "5"))
+COLD_RUNS = max(1, RUNS // 2 + 1)
 SIZES = (1, 4, 8)
 FILES = 2000
 FILE_BYTES = 10 * 1024  # 2,000 x 10 KiB of random bytes: ~20 MB, incompressible
@@ -82,8 +89,8 @@ def playbook(args: list[str], audit: Path) -> float:
     return took
 
 
-def make_payload(where: Path) -> Path:
-    payload = where / "payload"
+def make_payload(where: Path, name: str = "payload") -> Path:
+    payload = where / name
     for index in range(FILES):
         sub = payload / f"d{index // 100:02d}"
         sub.mkdir(parents=True, exist_ok=True)
@@ -126,6 +133,31 @@ def main() -> int:
         noop.write_text("- name: Nothing\n  hosts: bench\n  gather_facts: false\n  tasks: []\n")
         noop_times = [playbook([*common, str(noop)], audit) for _run in range(RUNS)]
 
+        def deploy(
+            version: str, size: int, release_payload: Path, audit_run: Path
+        ) -> tuple[float, float]:
+            """Deploy a new release; return its wall time and the machine's CPU-seconds."""
+            built = build_artifact(version, work / "artifacts", payload=release_payload)
+            target = "bench" if size == max(SIZES) else f"bench[0:{size - 1}]"
+            cpu_before = busy_cpu_s()
+            took = playbook(
+                [
+                    *common,
+                    "-e",
+                    f"target_hosts={target}",
+                    "-e",
+                    f"release_version={version}",
+                    "-e",
+                    f"release_artifact={built.path}",
+                    "tradeops.algo.deploy",
+                ],
+                audit_run,
+            )
+            cpu = busy_cpu_s() - cpu_before
+            built.path.unlink()
+            print(f"bench: {version} to {size} host(s): {took:.2f}s, {cpu:.1f} CPU-s", flush=True)
+            return took, cpu
+
         walls: dict[str, float] = {}
         cpus: dict[str, float] = {}
         phases: dict[str, list[float]] = {}  # phase -> slowest host of each run
@@ -133,30 +165,10 @@ def main() -> int:
             times = []
             cpu_runs = []
             for run in range(RUNS):
-                version = f"{size}.{run}.0"
-                built = build_artifact(version, work / "artifacts", payload=payload)
                 audit_run = work / f"audit-{size}-{run}"
-                target = "bench" if size == max(SIZES) else f"bench[0:{size - 1}]"
-                cpu_before = busy_cpu_s()
-                took = playbook(
-                    [
-                        *common,
-                        "-e",
-                        f"target_hosts={target}",
-                        "-e",
-                        f"release_version={version}",
-                        "-e",
-                        f"release_artifact={built.path}",
-                        "tradeops.algo.deploy",
-                    ],
-                    audit_run,
-                )
-                cpu_runs.append(busy_cpu_s() - cpu_before)
+                took, cpu = deploy(f"{size}.{run}.0", size, payload, audit_run)
                 times.append(took)
-                print(
-                    f"bench: {size} host(s) run {run + 1}: {took:.2f}s, {cpu_runs[-1]:.1f} CPU-s",
-                    flush=True,
-                )
+                cpu_runs.append(cpu)
                 if size == max(SIZES):
                     lines = (audit_run / "deploy-audit.jsonl").read_text().splitlines()
                     records = [json.loads(x) for x in lines]
@@ -166,11 +178,20 @@ def main() -> int:
                         slowest[phase] = max(slowest.get(phase, 0.0), rec["duration_s"])
                     for phase, span in slowest.items():
                         phases.setdefault(phase, []).append(span)
-                built.path.unlink()
             walls[str(size)] = round(statistics.median(times), 3)
             cpus[str(size)] = round(statistics.median(cpu_runs), 2)
+        cold = [
+            deploy(f"9.{run}.0", max(SIZES), make_payload(work, f"payload-new-{run}"), audit)
+            for run in range(COLD_RUNS)
+        ]
         figures = {
             "deploy_wall_s": walls,
+            "deploy_all_files_new_wall_s": {
+                str(max(SIZES)): round(statistics.median(took for took, _cpu in cold), 3)
+            },
+            "deploy_all_files_new_cpu_s": {
+                str(max(SIZES)): round(statistics.median(cpu for _took, cpu in cold), 2)
+            },
             "phases_s": {p: round(statistics.median(v), 3) for p, v in phases.items()},
             "noop_playbook_s": round(statistics.median(noop_times), 3),
             "cpu_s": cpus,

@@ -3,18 +3,23 @@
 Bootstraps this machine as a trading host, starts the simulated exchange,
 deploys release 1.0.0 of the reference strategy, shows it trading, deploys
 1.1.0 through the Knight-safe deploy (lock, preflight, snapshot, stage, gate,
-cutover, verify, unlock), and prints a readable timeline. Everything runs
-under `.demo/`; `make demo-stop` stops what the demo started.
+cutover, verify, unlock), then shows the two ways a deploy refuses to leave a
+host half-done: the gate refusing a tampered artifact before anything is
+activated, and a release that fails after cutover being switched back by
+itself. It prints a readable timeline. Everything runs under `.demo/`;
+`make demo-stop` stops what the demo started.
 """
 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 import urllib.error
 import urllib.request
@@ -51,8 +56,12 @@ def env() -> dict[str, str]:
     return e
 
 
-def playbook(name: str, *extra: str) -> None:
-    """Run a collection playbook on the local inventory; stop the demo if it fails."""
+def playbook(name: str, *extra: str, expect_failure: bool = False) -> str:
+    """Run a collection playbook on the local inventory; return its output.
+
+    Stops the demo when the run fails, unless ``expect_failure`` (then a run
+    that succeeds stops it).
+    """
     cmd = [str(BIN / "ansible-playbook"), f"tradeops.algo.{name}", "-e", "target_hosts=trading"]
     cmd += list(extra)
     started = time.monotonic()
@@ -66,15 +75,19 @@ def playbook(name: str, *extra: str) -> None:
         check=False,
     )
     took = time.monotonic() - started
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-40:])
-        say("ansible", f"{name} FAILED after {took:.1f}s:\n{tail}")
+    output = proc.stdout + proc.stderr
+    if (proc.returncode != 0) != expect_failure:
+        tail = "\n".join(output.splitlines()[-40:])
+        outcome = "FAILED" if proc.returncode else "succeeded, but it should have failed,"
+        say("ansible", f"{name} {outcome} after {took:.1f}s:\n{tail}")
         raise SystemExit(1)
     recap = [line for line in proc.stdout.splitlines() if line.startswith("localhost ")]
     say(
         "ansible",
-        f"{name} done in {took:.1f}s  {recap[-1].split(':', 1)[1].strip() if recap else ''}",
+        f"{name} {'failed, as it should,' if expect_failure else 'done'} in {took:.1f}s  "
+        f"{recap[-1].split(':', 1)[1].strip() if recap else ''}",
     )
+    return output
 
 
 def get_json(url: str) -> dict[str, Any] | None:
@@ -137,10 +150,14 @@ def show_trading(seconds: float) -> None:
         time.sleep(2)
 
 
-def build(version: str) -> Path:
+def build(version: str, payload: Path | None = None) -> Path:
     out = REPO / "build" / "releases"
+    extra = ["--payload", str(payload)] if payload else []
     subprocess.run(
-        [str(BIN / "tradeops"), "release", "build", "--version", version, "--output", str(out)],
+        [
+            *(str(BIN / "tradeops"), "release", "build", "--version", version),
+            *("--output", str(out), *extra),
+        ],
         check=True,
         capture_output=True,
     )
@@ -148,10 +165,50 @@ def build(version: str) -> Path:
     return out / f"refapp-{version}.tar.gz"
 
 
-def deploy(version: str, artifact: Path) -> None:
+def deploy(version: str, artifact: Path, *extra: str, expect_failure: bool = False) -> str:
     started = time.time()
-    playbook("deploy", "-e", f"release_version={version}", "-e", f"release_artifact={artifact}")
+    output = playbook(
+        "deploy",
+        *("-e", f"release_version={version}", "-e", f"release_artifact={artifact}", *extra),
+        expect_failure=expect_failure,
+    )
     show_phases(started)
+    return output
+
+
+def quote_failure(output: str, marker: str) -> None:
+    """Print the failure message that starts with ``marker``, white space collapsed."""
+    flat = " ".join(output.split())
+    start = flat.find(marker)
+    if start < 0:
+        say("demo", f"expected {marker!r} in the output; it was not there")
+        raise SystemExit(1)
+    message = flat[start:]
+    for end in (" Origin: ", "' ", '" '):  # Ansible's error line, or a quoted YAML value
+        message = message.split(end, 1)[0]
+    say("deploy", message[:600])
+
+
+def tamper(artifact: Path, out: Path) -> Path:
+    """A copy of ``artifact`` with one file changed after the build (MANIFEST kept)."""
+    with tarfile.open(artifact) as src, tarfile.open(out, "w:gz") as dst:
+        for member in src:
+            data = src.extractfile(member) if member.isfile() else None
+            if member.name.endswith("REVISION") and data is not None:
+                body = data.read() + b"patched on the build server by hand\n"
+                member.size = len(body)
+                dst.addfile(member, io.BytesIO(body))
+            else:
+                dst.addfile(member, data)
+    say("release", f"{out.name}: REVISION edited after the build, MANIFEST left as built")
+    return out
+
+
+def show_release_log(last: int) -> None:
+    lines = (ROOT / "release-log.jsonl").read_text().splitlines()
+    for line in lines[-last:]:
+        rec = json.loads(line)
+        say("releases", f"{rec['ts']}  {rec['release_id']:<24} {rec['status']}")
 
 
 def stop() -> int:
@@ -208,7 +265,10 @@ def main() -> int:
 
     status = get_json(REFAPP) or {}
     state = (status.get("trading_state") or {}).get("state")
-    say("refapp", f"logged on, but the host is {state}: a new host starts HALTED (fail closed)")
+    if state == "HALTED":
+        say("refapp", "logged on, but the host is HALTED: a new host starts HALTED (fail closed)")
+    else:
+        say("refapp", f"logged on; the host is {state} (an earlier demo reset it)")
 
     banner("5. An operator resets the host to ACTIVE, with an identity and a reason")
     operator = os.environ.get("USER") or "operator"
@@ -220,7 +280,7 @@ def main() -> int:
         check=True,
         capture_output=True,
     )
-    say("host", f"HALTED -> ACTIVE by {operator} (demo), audited in state/audit.jsonl")
+    say("host", f"{state} -> ACTIVE by {operator} (demo), audited in state/audit.jsonl")
 
     banner("6. The strategy trades against the simulator")
     show_trading(8)
@@ -235,10 +295,41 @@ def main() -> int:
     )
     show_trading(6)
 
-    banner("8. The release log (order from the log, never from mtime)")
-    for line in (ROOT / "release-log.jsonl").read_text().splitlines():
-        rec = json.loads(line)
-        say("releases", f"{rec['ts']}  {rec['release_id']:<24} {rec['status']}")
+    banner("8. The gate refuses a tampered artifact: nothing is activated")
+    # This run's own payload gives 1.2.0 a digest (and release id) of its own, so
+    # that an earlier demo's verified copy on the host is not reused.
+    payload = REPO / ".demo" / "payload-1.2.0"
+    payload.mkdir(parents=True, exist_ok=True)
+    (payload / "built-at.txt").write_text(f"{time.time()}\n")
+    third = build("1.2.0", payload)
+    tampered = tamper(third, third.with_name("refapp-1.2.0-tampered.tar.gz"))
+    output = deploy("1.2.0", tampered, expect_failure=True)
+    quote_failure(output, "localhost failed before the gate")
+    status = get_json(REFAPP) or {}
+    say("refapp", f"still running release {status.get('release_id')}: no host was touched")
+
+    banner("9. A release that fails after cutover is switched back by itself")
+    say(
+        "demo",
+        "deploying 1.2.0 with a setting its strategy rejects at start "
+        "(refapp_fault_mode=no-such-mode, standing in for any bad config)",
+    )
+    output = deploy(
+        "1.2.0",
+        third,
+        *("-e", "refapp_fault_mode=no-such-mode", "-e", "release_verify_timeout=10"),
+        expect_failure=True,
+    )
+    quote_failure(output, "DEPLOY FAILED after cutover")
+    status = wait_for(
+        REFAPP, "1.1.0 to run again", lambda s: str(s.get("release_id", "")).startswith("1.1.0")
+    )
+    say("refapp", f"running release {status['release_id']} again, read from the process")
+
+    banner("10. The release log (order from the log, never from mtime)")
+    say("releases", "the newest entries; a release switched back from is logged rolled-back,")
+    say("releases", "so that no later rollback can return to it")
+    show_release_log(8)
 
     banner("Done")
     print(
@@ -247,6 +338,7 @@ def main() -> int:
         f"  curl -s {SIM} | python3 -m json.tool\n"
         "  tail -f .demo/srv/tradeops/shared/log/refapp.jsonl\n"
         "Stop them with: make demo-stop\n"
+        "Every deploy phase of every run is in .demo/audit/deploy-audit.jsonl.\n"
         "Coming with later issues: blue/green warm standby, canary, kill switch and breakers,\n"
         "execution rollback. They will appear here as they land."
     )

@@ -35,6 +35,7 @@ RELEASE = {
             "mutually_exclusive": [("content", "sha256")],
         },
         "prune": {"type": "bool", "default": False},
+        "replaced": {"type": "str", "default": "previous", "choices": ["previous", "rolled-back"]},
         "shared_links": {
             "type": "dict",
             "default": {"log": "log", "secrets": "secrets", "etc": "config/{release_id}"},

@@ -16,6 +16,8 @@ description:
     C(releases/.staging/<id>.partial), verifies the sha256 of every file against its
     MANIFEST (an extra or a missing file also fails), links the shared paths, fsyncs,
     and renames it to C(releases/<id>). A crash leaves no release or a complete one.
+    A file with the same sha256 and mode as in the active release is hard-linked
+    from it rather than written, then hashed like any other.
   - O(state=active) stages first when O(artifact) is given, then swaps C(current) by
     rename(2) of a new symlink and fsyncs the directory. It refuses a release that
     fails verification or is marked bad.
@@ -91,6 +93,16 @@ options:
         release and the rollback target.
     type: bool
     default: false
+  replaced:
+    description:
+      - With O(state=active), the status logged for the release C(current) pointed to.
+      - V(previous) makes it the rollback target.
+      - V(rolled-back) is for a switch-back from a release that failed after cutover. That
+        release is then never chosen as the rollback target, so a later rollback cannot
+        return to it. It can still be deployed again on purpose.
+    type: str
+    choices: [previous, rolled-back]
+    default: previous
   shared_links:
     description:
       - Links created inside the release, name to a path under C(shared/).
@@ -163,6 +175,12 @@ EXAMPLES = r"""
     prune: true
     keep: 5
 
+- name: Switch back from 1.4.2, which failed its post-verify, to 1.4.1
+  tradeops.algo.release:
+    release_id: 1.4.1-0a9d31be5f0c
+    state: active
+    replaced: rolled-back
+
 - name: Never run 1.4.1 again
   tradeops.algo.release:
     release_id: 1.4.1-0a9d31be5f0c
@@ -199,6 +217,18 @@ current:
   description: The release C(current) points to after the task (before it, in check mode).
   returned: always
   type: str
+linked_files:
+  description:
+    - Files of the new release hard-linked from the active release, because both
+      MANIFESTs give them the same sha256 and mode. Each is hashed after linking.
+  returned: when O(state=staged) created the release
+  type: int
+  sample: 1994
+written_files:
+  description: Files of the new release written from the artifact.
+  returned: when O(state=staged) created the release
+  type: int
+  sample: 6
 previous:
   description: The release C(current) pointed to before an activation.
   returned: when O(state=active)

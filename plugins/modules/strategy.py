@@ -18,6 +18,9 @@ description:
   - With O(status_url) and O(release_id) it waits, at most O(timeout) seconds, until the
     running process itself reports that release (after a restart, from a new pid), and fails
     otherwise. This is how the deploy verifies the version, never from the C(current) symlink.
+  - The wait ends early when the service manager gives up on the process (supervisord
+    C(FATAL) or C(EXITED), systemd C(failed)). The message then gives the manager's
+    reason and, under supervisord, the last lines the process wrote.
 requirements:
   - The C(tradeops) Python library on the target, installed by the M(tradeops.algo.host) role.
 author:

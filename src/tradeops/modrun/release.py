@@ -20,6 +20,7 @@ FIELDS = (
     "version",
     "config_files",
     "prune",
+    "replaced",
 )
 
 

@@ -18,6 +18,9 @@ from tradeops.releases.layout import detect_service_manager
 
 SYSTEMD_UNIT_DIR = Path("/etc/systemd/system")
 RUNNING_STATES = frozenset({"RUNNING", "STARTING", "BACKOFF", "active", "activating", "reloading"})
+# States in which the manager no longer runs a program it was asked to start.
+SUPERVISORD_GAVE_UP = frozenset({"FATAL", "EXITED"})
+OUTPUT_TAIL_BYTES = 2000  # of the program's log, quoted when it gave up
 
 
 class ManagerError(RuntimeError):
@@ -56,6 +59,14 @@ class Manager(Protocol):
 
     def stop(self, program: str) -> None:
         """Stop the program and wait for it to exit (no-op when it is down)."""
+
+    def gave_up(self, program: str) -> str | None:
+        """Why the manager stopped running the program after a start, or None."""
+
+
+def _last_lines(text: str, count: int = 3) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return " | ".join(lines[-count:])
 
 
 def write_definition(manager: Manager, program: str, text: str) -> bool:
@@ -140,6 +151,18 @@ class Supervisord:
         """``stopProcess`` and wait for the exit."""
         self._call("stopProcess", program, True, ok_faults=("NOT_RUNNING",))
 
+    def gave_up(self, program: str) -> str | None:
+        """FATAL (start retries used up) or EXITED: the reason and the program's last output."""
+        info = self._call("getProcessInfo", program, ok_faults=("BAD_NAME",))
+        if info is None or info.get("statename") not in SUPERVISORD_GAVE_UP:
+            return None
+        why = info.get("spawnerr") or f"exit status {info.get('exitstatus')}"
+        tail = self._call("tailProcessStdoutLog", program, 0, OUTPUT_TAIL_BYTES)
+        output = _last_lines(str(tail[0])) if tail else ""
+        return f"supervisord: {info['statename']} ({why})" + (
+            f"; its last output: {output}" if output else ""
+        )
+
 
 class Systemd:
     """systemd, with the unit ``tradeops-<program>.service``."""
@@ -186,6 +209,19 @@ class Systemd:
     def stop(self, program: str) -> None:
         """``systemctl stop`` (waits for the exit)."""
         self._systemctl("stop", self.unit(program))
+
+    def gave_up(self, program: str) -> str | None:
+        """ActiveState ``failed``: the unit's result and its main process's exit status."""
+        out = self._systemctl(
+            "show", "-p", "ActiveState", "-p", "Result", "-p", "ExecMainStatus", self.unit(program)
+        )
+        fields = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        if fields.get("ActiveState") != "failed":
+            return None
+        return (
+            f"systemd: failed (result {fields.get('Result', '?')}, exit status "
+            f"{fields.get('ExecMainStatus', '?')}); see journalctl -u {self.unit(program)}"
+        )
 
 
 def manager_for(kind: str, root: Path) -> Manager:

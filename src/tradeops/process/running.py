@@ -9,10 +9,12 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 POLL_INTERVAL_S = 0.1
+GAVE_UP_EVERY = 5  # polls between two questions to the service manager
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,13 @@ def wait_for_release(
     *,
     not_pid: int | None = None,
     interval_s: float = POLL_INTERVAL_S,
+    gave_up: Callable[[], str | None] | None = None,
 ) -> tuple[bool, Running]:
     """Poll ``url`` until it reports ``release_id`` (from a pid other than ``not_pid``).
 
-    Bounded in both time and count. Returns ``(matched, last answer)``.
+    Bounded in both time and count. Returns ``(matched, last answer)``. When
+    ``gave_up`` (asked every ``GAVE_UP_EVERY`` polls) returns a reason, such as
+    the service manager no longer running the process, the wait ends early.
     """
     deadline = time.monotonic() + max(timeout_s, 0.0)
     attempts = max(1, math.ceil(max(timeout_s, 0.0) / interval_s) + 1)
@@ -80,6 +85,8 @@ def wait_for_release(
         fresh = not_pid is None or last.pid != not_pid
         if last.release_id == release_id and fresh:
             return True, last
+        if gave_up is not None and attempt % GAVE_UP_EVERY == GAVE_UP_EVERY - 1 and gave_up():
+            return False, last
         if attempt == attempts - 1 or time.monotonic() + interval_s > deadline:
             break
         time.sleep(interval_s)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tradeops.process.managers import (
+    Manager,
     ManagerError,
     manager_for,
     read_definition,
@@ -68,11 +69,26 @@ def _plan_action(state: str, running: bool, definition_changed: bool) -> str:
     return "restart" if definition_changed else "none"
 
 
-def _verify(request: StrategyRequest, before: Running | None, restarted: bool) -> Running:
+def _verify(
+    request: StrategyRequest, manager: Manager, before: Running | None, restarted: bool
+) -> Running:
     url, rid = str(request.status_url), str(request.release_id)
     not_pid = before.pid if (restarted and before is not None) else None
-    matched, running = wait_for_release(url, rid, request.timeout, not_pid=not_pid)
+    reasons: list[str] = []
+
+    def gave_up() -> str | None:
+        """The manager's reason when it no longer runs the program (ends the wait)."""
+        reason = manager.gave_up(request.name)
+        if reason:
+            reasons.append(reason)
+        return reason
+
+    matched, running = wait_for_release(url, rid, request.timeout, not_pid=not_pid, gave_up=gave_up)
     if not matched:
+        if reasons:
+            raise StrategyError(
+                f"{request.name} does not run {rid}: it stopped at start, {reasons[-1]}"
+            )
         seen = (
             f"reports release {running.release_id} (pid {running.pid})"
             if running.release_id is not None
@@ -147,7 +163,7 @@ def _run(request: StrategyRequest, check_mode: bool) -> StrategyOutcome:
         manager.start(request.name)
     running = before
     if request.release_id and request.state != "stopped":
-        running = _verify(request, before, restarted=action in ("start", "restart"))
+        running = _verify(request, manager, before, restarted=action in ("start", "restart"))
     elif request.status_url and action != "none":
         running = read_running(request.status_url)
     after = manager.state(request.name)

@@ -131,14 +131,19 @@ def activate(
     release_id: str,
     links: frozenset[str] | None = None,
     verify: bool = True,
+    replaced: str = "previous",
 ) -> ActivationPlan:
     """Make ``release_id`` the active release (idempotent; repairs the log after a crash).
 
     Order: swap ``current`` first, then log the other active release(s) as
-    ``previous`` and this one as ``active``. A crash between the swap and the
+    ``replaced`` and this one as ``active``. A crash between the swap and the
     log leaves ``current`` right and the log behind; the next run repairs the log.
+    ``replaced`` is ``previous`` (the rollback target) or, for a switch-back from
+    a release that failed, ``rolled-back`` (never the rollback target).
     ``verify`` is passed to ``plan_activate``.
     """
+    if replaced not in ("previous", "rolled-back"):
+        raise ActivationError(f"replaced must be previous or rolled-back, not {replaced!r}")
     plan = plan_activate(layout, release_id, links, verify=verify)
     log = ReleaseLog(layout.release_log)
     crashpoint("activate:planned")
@@ -157,7 +162,7 @@ def activate(
             if before is None or before.status in ("staged", "active"):
                 demote = [rid for rid in demote if rid != plan.previous] + [plan.previous]
         for rid in demote:
-            log.append(rid, "previous")
+            log.append(rid, replaced)
             crashpoint("activate:logged-previous")
         log.append(release_id, "active", version=plan.version, digest=plan.digest)
         crashpoint("activate:logged-active")

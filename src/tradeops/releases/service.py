@@ -46,6 +46,7 @@ class ReleaseRequest:
     version: str | None = None
     config_files: list[dict[str, Any]] | None = None  # rendered on the controller
     prune: bool = False  # with state=active: prune to ``keep`` after activating
+    replaced: str = "previous"  # with state=active: the status of the release replaced
 
 
 @dataclass
@@ -105,6 +106,7 @@ def _staged(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
         "action": plan.action,
         "path": plan.path,
         "current": layout.current_release(),
+        **plan.details,  # linked_files, written_files: what a create did
     }
     diff: list[dict[str, str]] = []
     if plan.action == "create":
@@ -149,7 +151,10 @@ def _active(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
             return Outcome(True, result, diff)
     names = frozenset(_links(request, rid))
     # activate() plans (and verifies) itself and writes nothing when nothing changes.
-    plan = (plan_activate if check_mode else activate)(layout, rid, names, verify=request.verify)
+    if check_mode:
+        plan = plan_activate(layout, rid, names, verify=request.verify)
+    else:
+        plan = activate(layout, rid, names, verify=request.verify, replaced=request.replaced)
     action = "activate" if plan.previous or not plan.log_repair else "repair-log"
     if not plan.changed:
         action = "none"

@@ -10,6 +10,14 @@ log) with another digest is refused.
 The artifact is read in one streaming pass: each member is checked, written
 and hashed in the same loop, and the hashes are compared with the MANIFEST
 found in that pass; the tree is not read back.
+
+A file whose MANIFEST digest equals the active release's (for the same path
+and mode) is hard-linked from that release instead of written, and the linked
+file is hashed: its content is verified all the same. Release trees are never
+written after staging, so sharing an inode shares nothing that changes; a
+file changed in place would fail the gate's live re-hash in every release
+that shares it. Consecutive releases mostly differ in a few files, so this
+saves most of the writes and inode allocations (see docs/deploy.md, "Speed").
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import hashlib
 import os
 import re
 import shutil
+import stat
 import tarfile
 import zlib
 from dataclasses import dataclass, field
@@ -200,6 +209,27 @@ def _check_member(member: tarfile.TarInfo) -> None:
         raise StageError(f"artifact member escapes the release directory: {member.name}")
 
 
+@dataclass(frozen=True)
+class _LinkSource:
+    """The active release, whose unchanged files a new release shares by hard link."""
+
+    root: str
+    files: dict[str, str]  # path -> sha256, from its MANIFEST
+
+
+def _link_source(layout: Layout) -> _LinkSource | None:
+    """The active release with a readable MANIFEST, or None (nothing is shared then)."""
+    try:
+        active = layout.current_release()
+        if active is None:
+            return None
+        return _LinkSource(
+            str(layout.releases / active), Manifest.load(layout.releases / active).files
+        )
+    except (RuntimeError, ManifestError, OSError):
+        return None
+
+
 @dataclass
 class _Unpacked:
     """What the pass over the artifact wrote into the ``.partial`` tree."""
@@ -208,6 +238,8 @@ class _Unpacked:
     members: set[str] = field(default_factory=set)
     dirs: set[str] = field(default_factory=lambda: {""})
     manifest: Manifest | None = None
+    source: _LinkSource | None = None
+    linked: int = 0
 
 
 def _make_dirs(dest: str, rel: str, unpacked: _Unpacked) -> None:
@@ -222,6 +254,41 @@ def _make_dirs(dest: str, rel: str, unpacked: _Unpacked) -> None:
         unpacked.dirs.add(sub)
 
 
+def _file_mode(member: tarfile.TarInfo) -> int:
+    return 0o755 if member.mode & 0o111 else 0o644
+
+
+def _link_file(path: str, rel: str, member: tarfile.TarInfo, unpacked: _Unpacked) -> str | None:
+    """Hard-link ``rel`` from the active release when the MANIFESTs give it one digest.
+
+    Returns the sha256 of the linked file, read back; None when nothing was
+    linked (no such file, another digest or mode, a link refused by the
+    filesystem, or a content that no longer matches: then it is written).
+    """
+    source, manifest = unpacked.source, unpacked.manifest
+    if source is None or manifest is None:
+        return None
+    wanted = manifest.files.get(rel)
+    if wanted is None or source.files.get(rel) != wanted:
+        return None
+    origin = f"{source.root}/{rel}"
+    try:
+        info = os.lstat(origin)
+        if not stat.S_ISREG(info.st_mode) or stat.S_IMODE(info.st_mode) != _file_mode(member):
+            return None
+        os.link(origin, path, follow_symlinks=False)
+    except OSError:
+        return None
+    crashpoint("stage:file-linked")
+    with open(path, "rb") as linked:
+        digest = hashlib.file_digest(linked, "sha256").hexdigest()
+    if digest != wanted:  # changed in place since its own staging: never share it
+        os.unlink(path)
+        return None
+    unpacked.linked += 1
+    return digest
+
+
 def _write_file(
     path: str, source: IO[bytes], member: tarfile.TarInfo, keep: bool
 ) -> tuple[str, bytes]:
@@ -231,7 +298,7 @@ def _write_file(
     mode is 0755 when the member has any execute bit, else 0644: no setuid,
     setgid, sticky or group/other write, whatever the umask.
     """
-    mode = 0o755 if member.mode & 0o111 else 0o644
+    mode = _file_mode(member)
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
     digest = hashlib.sha256()
     kept: list[bytes] = []
@@ -272,6 +339,10 @@ def _unpack_member(
     if not rel:
         raise StageError(f"artifact member has no file name: {member.name!r}")
     _make_dirs(dest, rel.rpartition("/")[0], unpacked)
+    linked = _link_file(f"{dest}/{rel}", rel, member, unpacked)
+    if linked is not None:
+        unpacked.hashes[rel] = linked
+        return None  # the stream skips the member's data
     source = tar.extractfile(member)
     if source is None:  # not reached: members are regular files or directories
         raise StageError(f"artifact member is not a regular file: {member.name}")
@@ -282,12 +353,14 @@ def _unpack_member(
     return None
 
 
-def _unpack(artifact: Path, dest: Path, digest: str) -> _Unpacked:
-    """One streaming pass: check, write and hash every member into ``dest``.
+def _unpack(
+    artifact: Path, dest: Path, digest: str, source: _LinkSource | None = None
+) -> _Unpacked:
+    """One streaming pass: check, write (or link from ``source``) and hash every member.
 
     The MANIFEST (written too) must have ``digest``, the one the plan read.
     """
-    unpacked = _Unpacked()
+    unpacked = _Unpacked(source=source)
     try:
         with _open_stream(artifact) as tar:
             for member in tar:
@@ -344,9 +417,11 @@ def stage(
     partial.mkdir(mode=0o755)
     crashpoint("stage:partial-created")
     try:
-        unpacked = _unpack(artifact, partial, plan.digest)
+        unpacked = _unpack(artifact, partial, plan.digest, _link_source(layout))
         crashpoint("stage:before-verify")
         _verify_unpacked(artifact, unpacked)
+        plan.details["linked_files"] = unpacked.linked
+        plan.details["written_files"] = len(unpacked.hashes) - unpacked.linked
         crashpoint("stage:verified")
         for name, shared_sub in links.items():
             if (partial / name).exists() or (partial / name).is_symlink():

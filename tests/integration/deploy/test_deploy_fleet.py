@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.ansible_run import REPO, run_playbook
 from tradeops.releases.artifact import build_artifact
+from tradeops.releases.releaselog import ReleaseLog
 
 pytestmark = [pytest.mark.fleet, pytest.mark.slow]
 
@@ -64,6 +65,7 @@ def stage(module_fleet_factory, tmp_path_factory):
         "1.4.0": build_artifact("1.4.0", work / "f").path,
         "1.5.0": build_artifact("1.5.0", work / "g").path,
         "1.6.0": build_artifact("1.6.0", work / "h").path,
+        "1.7.0": build_artifact("1.7.0", work / "i").path,
     }
     return fleet, common, artifacts, work
 
@@ -329,3 +331,41 @@ def test_check_mode_changes_nothing_and_diffs_the_symlink(stage) -> None:
     assert _host_snapshot(fleet) == before
     output = " ".join(run.output.split())
     assert "/srv/tradeops/current -> releases/1.6.0-" in output
+
+
+def test_one_host_fails_post_verify_and_every_host_switches_back(stage) -> None:
+    fleet, _common, artifacts, _work = stage
+    before = current_of(fleet)
+    assert len(set(before)) == 1, before
+    assert before[0] is not None
+    # dep-3's config for the new release names a fault mode the strategy does not
+    # know: there the new process exits at start and never reports the new release.
+    host_vars = fleet.inventory_path.parent / "host_vars"
+    host_vars.mkdir(exist_ok=True)
+    (host_vars / "dep-3.yml").write_text("refapp_fault_mode: no-such-mode\n")
+    try:
+        run = deploy(stage, "1.7.0", artifacts["1.7.0"], "-e", "release_verify_timeout=10")
+    finally:
+        (host_vars / "dep-3.yml").unlink()
+    output = " ".join(run.output.split())
+    assert run.rc != 0, output[-6000:]
+    report = output[output.find("DEPLOY FAILED after cutover") :][:2000]
+    assert "every host that switched was switched back" in report, output[-6000:]
+    assert "not verified on: dep-3" in report, report
+    # The reason comes from supervisord, with the strategy's own last words.
+    assert "dep-3: refapp does not run 1.7.0-" in report, report
+    assert "it stopped at start, supervisord:" in report, report
+    assert "fault_mode must be one of" in report, report
+    # Every host runs the release it ran before, read from the process.
+    assert current_of(fleet) == before
+    assert [running_release(fleet, h) for h in fleet.hosts] == before
+    for host in fleet.hosts:
+        root = fleet.host_dir(host)
+        log = ReleaseLog(root / "release-log.jsonl")
+        failed = [rid for rid in log.releases() if rid.startswith("1.7.0-")]
+        assert len(failed) == 1, (host.name, failed)
+        # Every host switched (the whole batch cut over) and went back: the failed
+        # release is logged rolled-back and can never be the rollback target.
+        assert log.releases()[failed[0]].status == "rolled-back", host.name
+        assert log.rollback_target(before[0]) != failed[0], host.name
+        assert not (root / "deploy.lock").exists(), host.name

@@ -49,11 +49,16 @@ CLEAN_LOG = [
 pytestmark = pytest.mark.slow
 
 
+SHARED_FILES = 4  # files every revision has alike: B hard-links them from A
+
+
 def craft_artifact(path: Path, revision: str, nfiles: int) -> tuple[Path, str]:
-    """A small artifact: ``nfiles`` modules in a few directories, plus its MANIFEST."""
+    """A small artifact: ``nfiles`` modules of its own and a few common ones, plus its MANIFEST."""
     files = {"REVISION": f"{revision}\n".encode(), "bin/refapp": b"#!/bin/sh\nexit 0\n"}
     for index in range(nfiles):
         files[f"site/pkg{index % 3}/mod{index}.py"] = f"REV = {revision!r}; N = {index}\n".encode()
+    for index in range(SHARED_FILES):
+        files[f"site/common/lib{index}.py"] = f"N = {index}\n".encode()
     manifest = Manifest(
         "refapp", revision, {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
     )
@@ -205,16 +210,21 @@ def test_crash_points_cover_every_step(scenario: Scenario, clean_run: dict[str, 
     durable = {"sync_tree:syncfs", "fsync_tree:file", "fsync_tree:dir"}
     last_durable = max(i for i, label in enumerate(labels) if label in durable)
     assert last_durable < labels.index("stage:before-rename")
-    # One crash point per member, one more per file (created, still empty).
+    # One crash point per member, one more per file (created, still empty, or
+    # hard-linked from A: bin/refapp and the common files).
     with tarfile.open(scenario.artifact_b) as tar:
         members = tar.getmembers()
     assert labels.count("stage:extract") == len(members)
-    assert labels.count("stage:file-created") == sum(m.isfile() for m in members)
+    assert labels.count("stage:file-linked") == SHARED_FILES + 1
+    assert labels.count("stage:file-created") + labels.count("stage:file-linked") == sum(
+        m.isfile() for m in members
+    )
     last_extract = max(i for i, label in enumerate(labels) if label == "stage:extract")
     assert last_extract < labels.index("stage:before-verify") < labels.index("stage:verified")
     assert set(labels) >= {
         "stage:partial-created",
         "stage:file-created",
+        "stage:file-linked",
         "stage:extract",
         "stage:before-verify",
         "stage:verified",

@@ -107,6 +107,10 @@ STRAT_SCRIPT = textwrap.dedent(
 
     root, port = Path(sys.argv[1]), int(sys.argv[2])
     release = (root / "release_id").read_text().strip()
+    if release.startswith("broken"):  # a release that cannot start
+        print("starting", release, flush=True)
+        print("config error: fault_mode must be one of none, crash", flush=True)
+        sys.exit(3)
     (root / "run" / "strat.pid").write_text(str(os.getpid()))
     body = json.dumps(
         {"release_id": release, "version": "v-" + release, "pid": os.getpid()}

@@ -157,3 +157,16 @@ def test_a_zero_or_negative_timeout_still_reads_once(
     assert not matched
     assert running.release_id == "r1"
     assert status_server.hits == 1
+
+
+def test_gave_up_ends_the_wait_early(status_server: StatusServer) -> None:
+    asked: list[int] = []
+
+    def gave_up() -> str | None:
+        asked.append(1)
+        return "supervisord: FATAL" if len(asked) == 2 else None
+
+    matched, last = wait_for_release(status_server.url, "r2", 600, gave_up=gave_up)
+    assert not matched
+    assert last.release_id == "r1"
+    assert len(asked) == 2  # asked every GAVE_UP_EVERY polls, stopped at the first reason

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -136,6 +137,21 @@ def test_a_process_that_does_not_answer_fails_the_verification(
     url = closed_url()
     with pytest.raises(StrategyError, match=r"did not answer \(http://127\.0\.0\.1:\d+/status: "):
         run_strategy(request(supervised, release_id="r1", status_url=url, timeout=0.3))
+
+
+def test_a_release_that_exits_at_start_fails_with_the_managers_reason_and_its_output(
+    supervised: SupervisedHost,
+) -> None:
+    start(supervised, "r1")
+    supervised.set_release("broken-r2")
+    with pytest.raises(StrategyError) as failure:
+        run_strategy(request(supervised, "restarted", release_id="broken-r2", timeout=60))
+    message = str(failure.value)
+    # Not the timeout's message: the wait ended on supervisord's verdict.
+    assert message.startswith(f"{PROGRAM} does not run broken-r2: it stopped at start"), message
+    assert re.search(r"supervisord: EXITED \((Bad exit code|exit status) 3\)", message), message
+    assert "its last output:" in message
+    assert message.endswith("config error: fault_mode must be one of none, crash"), message
 
 
 def test_a_changed_definition_restarts_the_running_program(supervised: SupervisedHost) -> None:

@@ -117,6 +117,38 @@ def test_switching_records_previous_and_rollback_target(layout: Layout) -> None:
     assert sorted(p.name for p in layout.root.iterdir() if p.name.startswith(".")) == []
 
 
+def test_switch_back_logs_the_failed_release_rolled_back(layout: Layout) -> None:
+    # A ran, B was deployed after it, B failed its post-verify: switch back to A.
+    activate(layout, "C")
+    activate(layout, "A")
+    activate(layout, "B")
+    plan = activate(layout, "A", replaced="rolled-back")
+    assert (plan.previous, plan.changed) == ("B", True)
+    assert os.readlink(layout.current) == "releases/A"
+    assert statuses(layout) == {"A": "active", "B": "rolled-back", "C": "previous"}
+    # A later rollback goes to the release before A, never to the one that failed.
+    assert ReleaseLog(layout.release_log).rollback_target("A") == "C"
+    # B can still be deployed again on purpose.
+    activate(layout, "B")
+    assert statuses(layout)["B"] == "active"
+
+
+def test_switch_back_repairs_the_log_with_rolled_back(layout: Layout) -> None:
+    activate(layout, "A")
+    activate(layout, "B")
+    swap_symlink(layout.current, "releases/A")  # the crash: switched back, log not appended
+    activate(layout, "A", replaced="rolled-back")
+    assert statuses(layout) == {"A": "active", "B": "rolled-back", "C": "staged"}
+    assert ReleaseLog(layout.release_log).rollback_target("A") is None
+
+
+def test_replaced_status_is_checked(layout: Layout) -> None:
+    activate(layout, "A")
+    with pytest.raises(ActivationError, match="replaced must be previous or rolled-back"):
+        activate(layout, "B", replaced="bad")
+    assert os.readlink(layout.current) == "releases/A"
+
+
 def test_bad_release_is_refused(layout: Layout) -> None:
     activate(layout, "A")
     ReleaseLog(layout.release_log).append("B", "bad", reason="drill")
