@@ -10,6 +10,7 @@ import socket
 import tempfile
 from datetime import datetime, timezone
 
+import yaml
 from ansible.plugins.action import ActionBase
 from ansible_collections.tradeops.algo.plugins.module_utils.artifact_manifest import (
     ArtifactError,
@@ -24,6 +25,25 @@ ARGS = {
     "templates": {"type": "list", "elements": "str", "default": ["config/refapp.yml.j2"]},
     "workdir": {"type": "path"},
 }
+# Variables the release was built with (tradeops release build --fault-mode ...).
+DEFAULTS_MEMBER = "config/defaults.yml"
+
+
+def parse_defaults(artifact, data):
+    """The release's own variable defaults: a mapping, or {} when it ships none."""
+    if data is None:
+        return {}
+    try:
+        defaults = yaml.safe_load(data.decode("utf-8"))
+    except (UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ArtifactError("%s: %s is not YAML: %s" % (artifact, DEFAULTS_MEMBER, exc)) from exc
+    if defaults is None:
+        return {}
+    if not isinstance(defaults, dict) or not all(isinstance(k, str) for k in defaults):
+        raise ArtifactError(
+            "%s: %s must map variable names to values" % (artifact, DEFAULTS_MEMBER)
+        )
+    return defaults
 
 
 class ActionModule(ActionBase):
@@ -43,7 +63,10 @@ class ActionModule(ActionBase):
             )
             return result
         try:
-            manifest, found, unpacked = read_artifact(artifact, args["templates"], full=True)
+            manifest, found, unpacked = read_artifact(
+                artifact, [*args["templates"], DEFAULTS_MEMBER], full=True
+            )
+            defaults = parse_defaults(artifact, found.pop(DEFAULTS_MEMBER, None))
         except ArtifactError as exc:
             result.update(failed=True, msg=str(exc))
             return result
@@ -82,6 +105,7 @@ class ActionModule(ActionBase):
             "release_artifact_bytes": os.path.getsize(artifact),
             "release_unpacked_bytes": unpacked,
             "release_templates": templates,
+            "release_defaults": defaults,
             "release_controller_host": socket.gethostname(),
             "release_controller_pid": os.getppid(),
         }

@@ -101,3 +101,24 @@ STRATEGY = {
     },
     "required_by": {"release_id": "status_url"},
 }
+
+_RELEASE_ARGS = RELEASE["argument_spec"]
+_STRATEGY_ARGS = STRATEGY["argument_spec"]
+CUTOVER = {
+    "argument_spec": {
+        "root": _RELEASE_ARGS["root"],
+        "release_id": {"type": "str", "required": True},
+        "manifest_digest": _RELEASE_ARGS["manifest_digest"],
+        "shared_links": _RELEASE_ARGS["shared_links"],
+        "verify": _RELEASE_ARGS["verify"],
+        "prune": _RELEASE_ARGS["prune"],
+        "keep": _RELEASE_ARGS["keep"],
+        "replaced": _RELEASE_ARGS["replaced"],
+        "name": {"type": "str"},
+        "manager": _STRATEGY_ARGS["manager"],
+        "definition": _STRATEGY_ARGS["definition"],
+        "status_url": _STRATEGY_ARGS["status_url"],
+        "timeout": _STRATEGY_ARGS["timeout"],
+    },
+    "required_by": {"definition": "name", "status_url": "name"},
+}

@@ -105,6 +105,14 @@ release_templates:
   description: Member name to the path of its extracted copy on the controller.
   returned: success
   type: dict
+release_defaults:
+  description:
+    - The variables in the artifact's C(config/defaults.yml), for example the fault mode a
+      drill release was built with (C(tradeops release build --fault-mode)). Empty when the
+      artifact has none. The refapp config template uses them where the inventory sets nothing.
+  returned: success
+  type: dict
+  sample: {refapp_fault_mode: runaway, release_version: 1.4.2}
 release_controller_host:
   description: The controller's host name, recorded in the deploy lock.
   returned: success

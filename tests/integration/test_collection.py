@@ -9,6 +9,7 @@ from pathlib import Path
 from tests.integration.ansible_run import BIN, REPO, ansible_env
 
 MODULES = (
+    "tradeops.algo.cutover",
     "tradeops.algo.deploy_lock",
     "tradeops.algo.host_info",
     "tradeops.algo.release",

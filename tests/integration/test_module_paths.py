@@ -63,6 +63,26 @@ PLAYBOOK = """\
         prune: true
         keep: 1
       register: active
+    - name: Stage a second release
+      tradeops.algo.release:
+        root: "{{{{ root }}}}"
+        release_id: r2
+        src: {artifact2}
+    - name: Cut over to it (swap only, no strategy here)
+      tradeops.algo.cutover:
+        root: "{{{{ root }}}}"
+        release_id: r2
+        verify: false
+        prune: true
+        keep: 1
+      register: cutover
+    - name: A cutover that needs a program name
+      tradeops.algo.cutover:
+        root: "{{{{ root }}}}"
+        release_id: r2
+        status_url: http://127.0.0.1:1/status
+      register: cutover_bad
+      ignore_errors: true
     - name: A bad argument
       tradeops.algo.release:
         root: "{{{{ root }}}}"
@@ -80,31 +100,43 @@ PLAYBOOK = """\
       ansible.builtin.copy:
         dest: {out}
         content: "{{{{ dict(locked=locked, info=info, staged=staged, again=staged_again,
-                   active=active, bad=bad, unlocked=unlocked) | to_json }}}}"
+                   active=active, cutover=cutover, cutover_bad=cutover_bad, bad=bad,
+                   unlocked=unlocked) | to_json }}}}"
         mode: "0644"
 """
 
 
-def drive(tmp_path: Path, modrun: bool, artifact: Path) -> dict:
+def drive(tmp_path: Path, modrun: bool, artifacts: tuple[Path, Path]) -> dict:
     root = tmp_path / f"root-{modrun}"
     for sub in LAYOUT_DIRS:
         (root / sub).mkdir(parents=True, exist_ok=True)
     out = tmp_path / f"out-{modrun}.json"
     book = tmp_path / f"play-{modrun}.yml"
-    book.write_text(PLAYBOOK.format(python=sys.executable, root=root, artifact=artifact, out=out))
+    first, second = artifacts
+    book.write_text(
+        PLAYBOOK.format(python=sys.executable, root=root, artifact=first, artifact2=second, out=out)
+    )
     run = run_playbook(str(book), "-e", f"tradeops_modrun={str(modrun).lower()}")
     assert run.rc == 0, run.output[-4000:]
     return json.loads(out.read_text())
 
 
 @pytest.fixture(scope="module")
-def artifact(tmp_path_factory) -> Path:
-    return build_artifact("7.0.0", tmp_path_factory.mktemp("art")).path
+def artifacts(tmp_path_factory) -> tuple[Path, Path]:
+    where = tmp_path_factory.mktemp("art")
+    return build_artifact("7.0.0", where / "a").path, build_artifact("7.1.0", where / "b").path
+
+
+@pytest.fixture(scope="module")
+def artifact(artifacts: tuple[Path, Path]) -> Path:
+    return artifacts[0]
 
 
 @pytest.mark.parametrize("modrun", [True, False], ids=["modrun", "ansiballz"])
-def test_modules_behave_the_same_either_way(tmp_path: Path, artifact: Path, modrun: bool):
-    result = drive(tmp_path, modrun, artifact)
+def test_modules_behave_the_same_either_way(
+    tmp_path: Path, artifacts: tuple[Path, Path], modrun: bool
+):
+    result = drive(tmp_path, modrun, artifacts)
     assert result["locked"]["acquired"] is True
     assert result["locked"]["changed"] is True
     assert result["info"]["layout_ok"] is True
@@ -116,11 +148,17 @@ def test_modules_behave_the_same_either_way(tmp_path: Path, artifact: Path, modr
     assert result["again"]["changed"] is False
     assert result["active"]["changed"] is True
     assert result["active"]["current"] == "r1"
+    assert result["cutover"]["changed"] is True
+    assert (result["cutover"]["previous"], result["cutover"]["current"]) == ("r1", "r2")
+    assert result["cutover"]["removed"] == []  # r1 is the rollback target
+    assert "strategy" not in result["cutover"]
+    assert result["cutover_bad"]["failed"] is True
+    assert "name" in result["cutover_bad"]["msg"]
     assert result["bad"]["failed"] is True
     assert "moon" in result["bad"]["msg"]
     assert result["unlocked"]["changed"] is True
     root = tmp_path / f"root-{modrun}"
-    assert (root / "current").resolve() == (root / "releases" / "r1").resolve()
+    assert (root / "current").resolve() == (root / "releases" / "r2").resolve()
     assert (root / "shared" / "config" / "r1" / "app.yml").read_text() == "answer: 42\n"
     assert not (root / "deploy.lock").exists()
     # The artifact never stays on the host: staged from memory or a removed temp copy.

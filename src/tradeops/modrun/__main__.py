@@ -17,10 +17,8 @@ import sys
 import traceback
 from typing import Any, BinaryIO
 
-from tradeops.modrun import stream
-
 # Imported on demand: a call pays only for its own module's imports.
-HANDLERS = frozenset({"deploy_lock", "host_info", "release", "strategy"})
+HANDLERS = frozenset({"cutover", "deploy_lock", "host_info", "release", "strategy"})
 
 
 def handle(request: dict[str, Any]) -> dict[str, Any]:
@@ -52,6 +50,8 @@ def read_request(source: BinaryIO) -> dict[str, Any]:
         return {"failed": True, "msg": "tradeops.modrun: the request must be a JSON object"}
     announced = request.pop("artifact_stream", None)
     if isinstance(announced, dict) and isinstance(request.get("params"), dict):
+        from tradeops.modrun import stream  # only a stage pays for its imports
+
         try:
             size, sha256 = int(announced["bytes"]), str(announced["sha256"])
             request["params"]["artifact"] = stream.receive(source, size, sha256)

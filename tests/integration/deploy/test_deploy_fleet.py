@@ -302,6 +302,17 @@ def test_stale_lock_is_reported_with_its_owner(stage) -> None:
         lock.unlink(missing_ok=True)
 
 
+def test_a_failed_preflight_stops_every_host_before_staging(stage) -> None:
+    fleet, _common, _artifacts, _work = stage
+    exabyte = str(10**18)  # more free space than any host has
+    output, _before = _knight_case(stage, "1.5.0", "-e", f"release_preflight_bytes={exabyte}")
+    for host in fleet.hosts:
+        assert f"{host.name} failed before the gate" in output, output[-6000:]
+        assert not list((fleet.host_dir(host) / "releases").glob("1.5.0-*")), host.name
+        assert not (fleet.host_dir(host) / "deploy.lock").exists(), host.name
+    assert "MiB free under /srv/tradeops" in output
+
+
 def _host_snapshot(fleet) -> list[dict[str, object]]:
     """What a deploy could change on each host, read from the hosts' data roots."""
     snap = []

@@ -17,7 +17,7 @@ from .conftest import host_info_params, modrun_answer, run_modrun
 
 
 def test_the_handlers_are_the_collection_modules() -> None:
-    assert frozenset({"deploy_lock", "host_info", "release", "strategy"}) == HANDLERS
+    assert frozenset({"cutover", "deploy_lock", "host_info", "release", "strategy"}) == HANDLERS
 
 
 @pytest.mark.parametrize("name", [None, "", "copy", "HOST_INFO", "__main__", "modrun"])

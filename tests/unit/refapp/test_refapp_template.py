@@ -99,3 +99,11 @@ def test_missing_required_variable_fails_to_render() -> None:
     del partial["refapp_symbols"]
     with pytest.raises(jinja2.UndefinedError):
         render(**partial)
+
+
+def test_the_release_default_fault_mode_applies_unless_the_inventory_sets_one() -> None:
+    drill = {"refapp_fault_mode": "runaway", "release_version": "1.4.2"}
+    assert validate(render(**REQUIRED)).fault_mode == "none"
+    assert validate(render(**REQUIRED, release_defaults=drill)).fault_mode == "runaway"
+    chosen = render(**REQUIRED, release_defaults=drill, refapp_fault_mode="slow")
+    assert validate(chosen).fault_mode == "slow"

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
 import shutil
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -19,9 +16,10 @@ from tradeops.releases.activation import (
 )
 from tradeops.releases.fsutil import swap_symlink
 from tradeops.releases.layout import LAYOUT_DIRS, Layout
-from tradeops.releases.manifest import MANIFEST_NAME, Manifest
+from tradeops.releases.manifest import MANIFEST_NAME
 from tradeops.releases.releaselog import ReleaseLog
 from tradeops.releases.staging import stage
+from tradeops.testing.artifacts import craft_artifact
 
 
 def make_layout(tmp_path: Path) -> Layout:
@@ -29,25 +27,6 @@ def make_layout(tmp_path: Path) -> Layout:
     for rel in LAYOUT_DIRS:
         (root / rel).mkdir(parents=True, exist_ok=True)
     return Layout.at(root)
-
-
-def craft_artifact(path: Path, revision: str) -> Path:
-    files = {
-        "REVISION": f"{revision}\n".encode(),
-        "bin/refapp": b"#!/bin/sh\n",
-        "site/pkg/__init__.py": f"VERSION = {revision!r}\n".encode(),
-    }
-    manifest = Manifest(
-        "refapp", revision, {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
-    )
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in [(MANIFEST_NAME, manifest.to_json().encode()), *files.items()]:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
-    return path
 
 
 @pytest.fixture

@@ -1,0 +1,67 @@
+"""Cut a host over: swap ``current`` to a staged release, then restart the strategy on it.
+
+This is the deploy's cutover phase in one call, so one SSH round trip per host.
+First comes the activation of ``releases.service`` (with its prune). Then the
+restart of ``process.service`` waits until the new process reports the
+release. A later issue replaces the plain restart with the blue/green
+warm-standby handover, here.
+
+When the restart or the wait fails, ``current`` stays on the new release. The
+failure carries the activation's result (``previous``, and ``changed`` when
+``current`` moved), so that the caller can switch the host back.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tradeops.process.service import StrategyError, StrategyRequest, run_strategy
+from tradeops.releases.service import Outcome, ReleaseRequest, run_release
+
+
+class CutoverError(RuntimeError):
+    """The cutover failed; ``result`` and ``changed`` say what it did before that."""
+
+    def __init__(self, message: str, result: dict[str, Any], changed: bool) -> None:
+        super().__init__(message)
+        self.result = result
+        self.changed = changed
+
+
+@dataclass
+class CutoverOutcome:
+    """What the cutover did (or would do, in check mode)."""
+
+    changed: bool
+    result: dict[str, Any]
+    diff: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _diffs(outcome: Any) -> list[dict[str, Any]]:
+    if not outcome.diff:
+        return []
+    return list(outcome.diff) if isinstance(outcome.diff, list) else [outcome.diff]
+
+
+def run_cutover(
+    release: ReleaseRequest, strategy: StrategyRequest | None, check_mode: bool = False
+) -> CutoverOutcome:
+    """Activate ``release``, then bring ``strategy`` (if any) up on it; see the module docs.
+
+    Raises ``ReleaseServiceError`` when the activation fails (nothing swapped)
+    and ``CutoverError`` when the strategy fails after it.
+    """
+    if release.state != "active":
+        raise ValueError(f"a cutover activates a release, not state={release.state!r}")
+    activated: Outcome = run_release(release, check_mode=check_mode)
+    result = dict(activated.result)
+    if strategy is None:
+        return CutoverOutcome(activated.changed, result, _diffs(activated))
+    try:
+        restarted = run_strategy(strategy, check_mode=check_mode)
+    except StrategyError as exc:
+        raise CutoverError(str(exc), result, activated.changed) from exc
+    result["strategy"] = restarted.result
+    changed = activated.changed or restarted.changed
+    return CutoverOutcome(changed, result, _diffs(activated) + list(restarted.diff))

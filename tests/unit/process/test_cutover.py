@@ -1,0 +1,119 @@
+"""The cutover module: swap, then restart on the new release, against a real supervisord."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from tradeops.modrun.__main__ import handle
+from tradeops.releases.activation import activate
+from tradeops.releases.layout import LAYOUT_DIRS, Layout
+from tradeops.releases.releaselog import ReleaseLog
+from tradeops.releases.staging import DEFAULT_SHARED_LINKS, stage
+from tradeops.testing.artifacts import craft_artifact
+
+from .conftest import PROGRAM, SupervisedHost
+
+
+def host_with_releases(host: SupervisedHost) -> Layout:
+    """Releases A and B staged on the supervised host, A active, the strategy running A."""
+    for rel in LAYOUT_DIRS:
+        (host.root / rel).mkdir(parents=True, exist_ok=True)
+    layout = Layout.at(host.root)
+    for rid in ("A", "B"):
+        stage(layout, craft_artifact(host.root / f"{rid}.tar.gz", f"{rid}-1.0"), rid)
+    activate(layout, "A")
+    host.set_release("A")
+    started = cutover(host, "A", definition=host.definition())
+    assert "failed" not in started, started
+    return layout
+
+
+def cutover(host: SupervisedHost, release_id: str, check_mode: bool = False, **over: Any) -> dict:
+    params: dict[str, Any] = {
+        "root": str(host.root),
+        "release_id": release_id,
+        "shared_links": dict(DEFAULT_SHARED_LINKS),  # the links stage() added
+        "verify": True,
+        "prune": False,
+        "keep": 5,
+        "replaced": "previous",
+        "name": PROGRAM,
+        "manager": "supervisord",
+        "status_url": host.status_url,
+        "timeout": 60.0,
+    }
+    params.update(over)
+    request = {"module": "cutover", "params": params, "check_mode": check_mode, "diff": True}
+    return handle(request)
+
+
+def test_swap_then_restart_until_the_new_process_reports_the_release(
+    supervised: SupervisedHost,
+) -> None:
+    layout = host_with_releases(supervised)
+    old_pid = supervised.info()["pid"]  # type: ignore[index]
+    supervised.set_release("B")  # what the next start of the program reports
+    result = cutover(supervised, "B")
+    assert "failed" not in result, result
+    assert result["changed"] is True
+    assert (result["previous"], result["current"]) == ("A", "B")
+    running = result["strategy"]["running"]
+    assert running["release_id"] == "B"
+    assert running["pid"] != old_pid
+    assert os.readlink(layout.current) == "releases/B"
+    assert any("current -> releases/B" in d.get("after", "") for d in result["diff"])
+
+
+def test_a_release_that_cannot_start_fails_after_the_swap_and_says_so(
+    supervised: SupervisedHost,
+) -> None:
+    layout = host_with_releases(supervised)
+    supervised.set_release("broken-B")  # the new release exits at start
+    result = cutover(supervised, "B")
+    assert result["failed"] is True
+    assert result["changed"] is True, "current moved: the caller must switch back"
+    assert (result["previous"], result["current"]) == ("A", "B")
+    assert "stopped at start" in result["msg"], result["msg"]
+    assert os.readlink(layout.current) == "releases/B"
+    # The switch-back: A again, and B logged rolled-back.
+    supervised.set_release("A")
+    back = cutover(supervised, "A", replaced="rolled-back")
+    assert "failed" not in back, back
+    assert back["strategy"]["running"]["release_id"] == "A"
+    assert ReleaseLog(layout.release_log).status_of("B") == "rolled-back"
+
+
+def test_a_release_that_cannot_be_activated_restarts_nothing(
+    supervised: SupervisedHost,
+) -> None:
+    layout = host_with_releases(supervised)
+    pid = supervised.info()["pid"]  # type: ignore[index]
+    ReleaseLog(layout.release_log).append("B", "bad", reason="test")
+    result = cutover(supervised, "B")
+    assert result["failed"] is True
+    assert "marked bad" in result["msg"]
+    assert "changed" not in result or result["changed"] is False
+    assert os.readlink(layout.current) == "releases/A"
+    assert supervised.info()["pid"] == pid  # type: ignore[index]
+
+
+def test_check_mode_swaps_and_restarts_nothing(supervised: SupervisedHost) -> None:
+    layout = host_with_releases(supervised)
+    pid = supervised.info()["pid"]  # type: ignore[index]
+    log = layout.release_log.read_bytes()
+    result = cutover(supervised, "B", check_mode=True)
+    assert "failed" not in result, result
+    assert result["changed"] is True
+    assert result["strategy"]["action"] == "restart"
+    assert os.readlink(layout.current) == "releases/A"
+    assert layout.release_log.read_bytes() == log
+    assert supervised.info()["pid"] == pid  # type: ignore[index]
+
+
+def test_without_a_program_name_only_the_swap(supervised: SupervisedHost) -> None:
+    layout = host_with_releases(supervised)
+    result = cutover(supervised, "B", name=None, status_url=None)
+    assert "failed" not in result, result
+    assert "strategy" not in result
+    assert os.readlink(layout.current) == "releases/B"
