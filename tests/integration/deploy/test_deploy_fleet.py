@@ -66,6 +66,7 @@ def stage(module_fleet_factory, tmp_path_factory):
         "1.5.0": build_artifact("1.5.0", work / "g").path,
         "1.6.0": build_artifact("1.6.0", work / "h").path,
         "1.7.0": build_artifact("1.7.0", work / "i").path,
+        "1.8.0": build_artifact("1.8.0", work / "j").path,
     }
     return fleet, common, artifacts, work
 
@@ -305,10 +306,10 @@ def test_stale_lock_is_reported_with_its_owner(stage) -> None:
 def test_a_failed_preflight_stops_every_host_before_staging(stage) -> None:
     fleet, _common, _artifacts, _work = stage
     exabyte = str(10**18)  # more free space than any host has
-    output, _before = _knight_case(stage, "1.5.0", "-e", f"release_preflight_bytes={exabyte}")
+    output, _before = _knight_case(stage, "1.8.0", "-e", f"release_preflight_bytes={exabyte}")
     for host in fleet.hosts:
         assert f"{host.name} failed before the gate" in output, output[-6000:]
-        assert not list((fleet.host_dir(host) / "releases").glob("1.5.0-*")), host.name
+        assert not list((fleet.host_dir(host) / "releases").glob("1.8.0-*")), host.name
         assert not (fleet.host_dir(host) / "deploy.lock").exists(), host.name
     assert "MiB free under /srv/tradeops" in output
 
