@@ -12,7 +12,7 @@ short_description: Swap a host to a staged release and restart the strategy on i
 version_added: "0.1.0"
 description:
   - The deploy's cutover on one host, in one call. First it activates O(release_id) as
-    M(tradeops.algo.release) does with O(ignore:state=active): it swaps C(current) by
+    M(tradeops.algo.release) does with O(ignore:state=active). It swaps C(current) by
     rename(2), logs the release, and prunes when O(prune) is set.
   - Then, with O(name), it restarts the strategy as M(tradeops.algo.strategy) does with
     O(ignore:state=restarted). With O(status_url), it waits until the new process itself
@@ -22,15 +22,11 @@ description:
     the caller can switch the host back. Setting O(replaced=rolled-back) on that
     switch-back logs the failed release so that it never becomes the rollback target.
   - The blue/green warm-standby handover will replace the plain restart here.
-requirements:
-  - The C(tradeops) Python library on the target, installed by the M(tradeops.algo.host) role.
+extends_documentation_fragment:
+  - tradeops.algo.host
 author:
   - tradeops.algo maintainers (@tradeops)
 options:
-  root:
-    description: The tradeops data root on the host.
-    type: path
-    default: /srv/tradeops
   release_id:
     description: The staged release to cut over to.
     type: str

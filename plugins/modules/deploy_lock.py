@@ -17,15 +17,11 @@ description:
     says when the lock looks stale (older than O(ttl) or its process is gone).
   - Releasing a lock held by another run needs O(force=true) and a O(reason); every
     lock and unlock is written to the host's audit log C(state/audit.jsonl).
-requirements:
-  - The C(tradeops) Python library on the target, installed by the M(tradeops.algo.host) role.
+extends_documentation_fragment:
+  - tradeops.algo.host
 author:
   - tradeops.algo maintainers (@tradeops)
 options:
-  root:
-    description: The tradeops data root on the host.
-    type: path
-    default: /srv/tradeops
   state:
     description: C(locked) takes the lock, C(unlocked) releases it.
     type: str

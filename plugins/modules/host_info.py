@@ -14,16 +14,11 @@ description:
   - Reads the directory layout under O(root), the active release, the releases
     present, the tradeops library version and the service manager of a trading host.
   - Never changes anything.
-requirements:
-  - The C(tradeops) Python library on the target, installed by the M(tradeops.algo.host) role.
+extends_documentation_fragment:
+  - tradeops.algo.host
 author:
   - tradeops.algo maintainers (@tradeops)
 options:
-  root:
-    description:
-      - The tradeops data root on the host.
-    type: path
-    default: /srv/tradeops
   require_layout:
     description:
       - Fail when the layout is incomplete, listing the missing directories.

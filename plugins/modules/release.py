@@ -25,15 +25,11 @@ description:
   - O(state=absent) removes a release that is neither active nor the rollback target.
   - O(state=pruned) keeps the newest O(keep) releases by release-log order (never mtime),
     and always the active release and the rollback target.
-requirements:
-  - The C(tradeops) Python library on the target, installed by the M(tradeops.algo.host) role.
+extends_documentation_fragment:
+  - tradeops.algo.host
 author:
   - tradeops.algo maintainers (@tradeops)
 options:
-  root:
-    description: The tradeops data root on the host.
-    type: path
-    default: /srv/tradeops
   release_id:
     description:
       - The release id, the same on every host of a deploy.

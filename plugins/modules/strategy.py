@@ -21,15 +21,11 @@ description:
   - The wait ends early when the service manager gives up on the process (supervisord
     C(FATAL) or C(EXITED), systemd C(failed)). The message then gives the manager's
     reason and, under supervisord, the last lines the process wrote.
-requirements:
-  - The C(tradeops) Python library on the target, installed by the M(tradeops.algo.host) role.
+extends_documentation_fragment:
+  - tradeops.algo.host
 author:
   - tradeops.algo maintainers (@tradeops)
 options:
-  root:
-    description: The tradeops data root on the host.
-    type: path
-    default: /srv/tradeops
   name:
     description: The program name under the service manager.
     type: str

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
-import io
 import os
-import tarfile
 from pathlib import Path
 
 import pytest
@@ -13,29 +10,14 @@ import pytest
 from tradeops.releases.activation import activate
 from tradeops.releases.fsutil import swap_symlink
 from tradeops.releases.layout import LAYOUT_DIRS, Layout
-from tradeops.releases.manifest import MANIFEST_NAME, Manifest
 from tradeops.releases.prune import plan_prune, prune
 from tradeops.releases.releaselog import ReleaseLog
 from tradeops.releases.staging import stage
+from tradeops.testing.artifacts import craft_artifact
 
 IDS = ("r1", "r2", "r3", "r4", "r5")
 ANCIENT = 86_400  # 1970-01-02
 FUTURE = 4_102_444_800  # 2100-01-01
-
-
-def craft_artifact(path: Path, revision: str) -> Path:
-    files = {"REVISION": f"{revision}\n".encode(), "bin/refapp": b"#!/bin/sh\n"}
-    manifest = Manifest(
-        "refapp", revision, {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
-    )
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in [(MANIFEST_NAME, manifest.to_json().encode()), *files.items()]:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
-    return path
 
 
 @pytest.fixture
