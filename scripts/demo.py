@@ -177,16 +177,13 @@ def deploy(version: str, artifact: Path, *extra: str, expect_failure: bool = Fal
 
 
 def quote_failure(output: str, marker: str) -> None:
-    """Print the failure message that starts with ``marker``, white space collapsed."""
-    flat = " ".join(output.split())
-    start = flat.find(marker)
+    """Print the failure message that starts with ``marker`` (Ansible's error line)."""
+    start = output.find(marker)
     if start < 0:
         say("demo", f"expected {marker!r} in the output; it was not there")
         raise SystemExit(1)
-    message = flat[start:]
-    for end in (" Origin: ", "' ", '" '):  # Ansible's error line, or a quoted YAML value
-        message = message.split(end, 1)[0]
-    say("deploy", message[:600])
+    message = output[start:].split("\nOrigin: ", 1)[0].split("\n\n", 1)[0]
+    say("deploy", " ".join(message.split())[:700])
 
 
 def tamper(artifact: Path, out: Path) -> Path:

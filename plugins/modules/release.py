@@ -47,9 +47,11 @@ options:
     type: path
   src:
     description:
-      - Path on the controller of the release artifact. The action plugin copies it to a
-        temporary directory on the host (one transfer, no per-file round trips), stages it
-        from there as O(artifact), and removes the copy.
+      - Path on the controller of the release artifact, sent once to the host with no
+        per-file round trips. Through C(tradeops.modrun), the action plugin streams it on the
+        module's own SSH channel into memory and checks its sha256. Through the module file,
+        it copies it to a temporary directory on the host, stages it from there as
+        O(artifact), and removes the copy.
       - Mutually exclusive with O(artifact).
     type: path
   config_files:

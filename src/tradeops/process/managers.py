@@ -65,8 +65,18 @@ class Manager(Protocol):
 
 
 def _last_lines(text: str, count: int = 3) -> str:
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    return " | ".join(lines[-count:])
+    """The last ``count`` distinct lines of ``text``; a line repeated in a row is shown once."""
+    runs: list[list[Any]] = []  # [line, times in a row]
+    for line in (raw.strip() for raw in text.splitlines()):
+        if not line:
+            continue
+        if runs and runs[-1][0] == line:
+            runs[-1][1] += 1
+        else:
+            runs.append([line, 1])
+    return " | ".join(
+        line if times == 1 else f"{line} ({times} times)" for line, times in runs[-count:]
+    )
 
 
 def write_definition(manager: Manager, program: str, text: str) -> bool:

@@ -149,3 +149,12 @@ def test_a_broken_definition_is_a_manager_error(supervised: SupervisedHost) -> N
     write_definition(manager, PROGRAM, "[program:strat]\nautostart=true\n")  # no command
     with pytest.raises(ManagerError, match="reloadConfig"):
         manager.apply(PROGRAM)
+
+
+def test_the_last_lines_show_a_repeated_line_once() -> None:
+    from tradeops.process.managers import _last_lines
+
+    text = "start\nerror: bad mode\n\nerror: bad mode\nerror: bad mode\n"
+    assert _last_lines(text) == "start | error: bad mode (3 times)"
+    assert _last_lines("a\nb\nc\nd\n") == "b | c | d"
+    assert _last_lines("") == ""
