@@ -67,6 +67,7 @@ def stage(module_fleet_factory, tmp_path_factory):
         "1.6.0": build_artifact("1.6.0", work / "h").path,
         "1.7.0": build_artifact("1.7.0", work / "i").path,
         "1.8.0": build_artifact("1.8.0", work / "j").path,
+        "1.9.0": build_artifact("1.9.0", work / "k").path,
     }
     return fleet, common, artifacts, work
 
@@ -381,3 +382,36 @@ def test_one_host_fails_post_verify_and_every_host_switches_back(stage) -> None:
         assert log.releases()[failed[0]].status == "rolled-back", host.name
         assert log.rollback_target(before[0]) != failed[0], host.name
         assert not (root / "deploy.lock").exists(), host.name
+
+
+def test_in_serial_batches_a_failed_batch_stops_the_next_and_switches_back(stage) -> None:
+    fleet, _common, artifacts, _work = stage
+    before = current_of(fleet)
+    assert len(set(before)) == 1, before
+    # Batches of 2: dep-1 and dep-2 first. dep-1's new release cannot start.
+    host_vars = fleet.inventory_path.parent / "host_vars"
+    host_vars.mkdir(exist_ok=True)
+    (host_vars / "dep-1.yml").write_text("refapp_fault_mode: no-such-mode\n")
+    try:
+        run = deploy(
+            stage,
+            "1.9.0",
+            artifacts["1.9.0"],
+            *("-e", "release_serial=2", "-e", "release_verify_timeout=10"),
+        )
+    finally:
+        (host_vars / "dep-1.yml").unlink()
+    output = " ".join(run.output.split())
+    assert run.rc != 0, output[-6000:]
+    report = output[output.find("DEPLOY FAILED after cutover") :][:2000]
+    assert "not verified on: dep-1" in report, report
+    assert current_of(fleet) == before
+    assert [running_release(fleet, h) for h in fleet.hosts] == before
+    statuses = []
+    for host in fleet.hosts:
+        log = ReleaseLog(fleet.host_dir(host) / "release-log.jsonl")
+        (new,) = [rid for rid in log.releases() if rid.startswith("1.9.0-")]
+        statuses.append(log.releases()[new].status)
+        assert not (fleet.host_dir(host) / "deploy.lock").exists(), host.name
+    # The first batch cut over and went back; the second batch was never activated.
+    assert statuses == ["rolled-back", "rolled-back", "staged", "staged"]
