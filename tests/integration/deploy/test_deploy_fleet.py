@@ -68,6 +68,7 @@ def stage(module_fleet_factory, tmp_path_factory):
         "1.7.0": build_artifact("1.7.0", work / "i").path,
         "1.8.0": build_artifact("1.8.0", work / "j").path,
         "1.9.0": build_artifact("1.9.0", work / "k").path,
+        "2.0.0": build_artifact("2.0.0", work / "l").path,
     }
     return fleet, common, artifacts, work
 
@@ -415,3 +416,95 @@ def test_in_serial_batches_a_failed_batch_stops_the_next_and_switches_back(stage
         assert not (fleet.host_dir(host) / "deploy.lock").exists(), host.name
     # The first batch cut over and went back; the second batch was never activated.
     assert statuses == ["rolled-back", "rolled-back", "staged", "staged"]
+
+
+def _bring_back(stage, name: str) -> None:
+    """Start a lost host again as a rebooted host comes back: sshd, then its services."""
+    fleet, common, _artifacts, _work = stage
+    fleet.up()
+    for playbook in ("tradeops.algo.bootstrap", "tradeops.algo.simulator"):
+        again = run_playbook(
+            *common, "-l", name, playbook, "-e", f"tradeops_wheelhouse={REPO}/build/wheelhouse"
+        )
+        assert again.rc == 0, again.output[-4000:]
+
+
+def test_a_host_lost_after_cutover_is_named_as_not_switched_back(stage) -> None:
+    fleet, _common, artifacts, work = stage
+    before = current_of(fleet)
+    assert len(set(before)) == 1, before
+    hook = work / "lose_host_2_after_cutover.yml"
+    stop_dep2 = (
+        "from tradeops.testing.fleet import Fleet; "
+        f"Fleet.from_state('{fleet.state_dir}').stop_host('dep-2')"
+    )
+    hook.write_text(
+        textwrap.dedent(
+            f"""\
+            ---
+            - name: Lose dep-2 right after its cutover
+              ansible.builtin.command:
+                argv:
+                  - {sys.executable}
+                  - -c
+                  - "{stop_dep2}"
+              delegate_to: localhost
+              run_once: true
+              changed_when: true
+              vars:
+                ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
+            """
+        )
+    )
+    try:
+        run = deploy(
+            stage,
+            "2.0.0",
+            artifacts["2.0.0"],
+            "-e",
+            json.dumps({"release_hooks": {"after_cutover": str(hook)}}),
+        )
+        output = " ".join(run.output.split())
+        assert run.rc != 0, output[-6000:]
+        report = output[output.find("DEPLOY FAILED after cutover") :][:2000]
+        # Knight: the one host that may still run the new code is named, loudly.
+        assert "NOT SWITCHED BACK (unreachable" in report, report
+        assert "check them by hand): dep-2;" in report, report
+        assert "every other host that switched was switched back" in report, report
+        currents = current_of(fleet)
+        assert currents[1] is not None
+        assert currents[1].startswith("2.0.0-")  # dep-2 could not be switched back
+        assert [c for i, c in enumerate(currents) if i != 1] == [before[0]] * 3
+    finally:
+        _bring_back(stage, "dep-2")
+    # dep-2 still holds the lost run's lock: the on-call engineer breaks it on the record.
+    breaker = work / "break_lock.yml"
+    breaker.write_text(
+        textwrap.dedent(
+            f"""\
+            ---
+            - name: Break the lost run's lock on dep-2
+              hosts: dep-2
+              gather_facts: false
+              tasks:
+                - name: Unlock, forced, with the reason
+                  tradeops.algo.deploy_lock:
+                    root: {ROOT}
+                    state: unlocked
+                    run_id: manual
+                    owner: on-call
+                    force: true
+                    reason: dep-2 lost mid-deploy, checked by hand
+                  vars:
+                    ansible_python_interpreter: {ROOT}/venv/bin/python
+            """
+        )
+    )
+    broken = run_playbook(*stage[1], str(breaker))
+    assert broken.rc == 0, broken.output[-4000:]
+    audit = (fleet.host_dir(2) / "state" / "audit.jsonl").read_text()
+    assert "dep-2 lost mid-deploy, checked by hand" in audit
+    # Put dep-2 back on the fleet's release: deploying it again converges the fleet.
+    again = deploy(stage, before[0].split("-")[0], artifacts[before[0].split("-")[0]])
+    assert again.rc == 0, again.output[-5000:]
+    assert current_of(fleet) == before
