@@ -17,6 +17,9 @@ description:
   - Then, with O(name), it restarts the strategy as M(tradeops.algo.strategy) does with
     O(ignore:state=restarted). With O(status_url), it waits until the new process itself
     reports O(release_id).
+  - A host that already runs O(release_id) (C(current) unchanged and the process reporting
+    it) is not restarted, unless O(definition) changed. A deploy that converges a partly
+    updated fleet leaves the hosts that were right trading.
   - When the restart or the wait fails, C(current) stays on the new release. The failed
     result still carries RV(previous), and C(changed) is true when C(current) moved, so
     the caller can switch the host back. Setting O(replaced=rolled-back) on that

@@ -6,6 +6,10 @@ restart of ``process.service`` waits until the new process reports the
 release. A later issue replaces the plain restart with the blue/green
 warm-standby handover, here.
 
+A host that already runs the release (``current`` unchanged and the process
+reporting it) is not restarted, unless its program definition changed: a
+deploy that converges a partly updated fleet leaves the good hosts trading.
+
 When the restart or the wait fails, ``current`` stays on the new release. The
 failure carries the activation's result (``previous``, and ``changed`` when
 ``current`` moved), so that the caller can switch the host back.
@@ -13,9 +17,10 @@ failure carries the activation's result (``previous``, and ``changed`` when
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from tradeops.process.running import read_running
 from tradeops.process.service import StrategyError, StrategyRequest, run_strategy
 from tradeops.releases.service import Outcome, ReleaseRequest, run_release
 
@@ -58,8 +63,15 @@ def run_cutover(
     result = dict(activated.result)
     if strategy is None:
         return CutoverOutcome(activated.changed, result, _diffs(activated))
+    # A host that already runs the release restarts only for a changed definition.
+    runs_it = (
+        not activated.changed
+        and bool(strategy.status_url and strategy.release_id)
+        and read_running(str(strategy.status_url)).release_id == strategy.release_id
+    )
+    state = "started" if runs_it else "restarted"
     try:
-        restarted = run_strategy(strategy, check_mode=check_mode)
+        restarted = run_strategy(replace(strategy, state=state), check_mode=check_mode)
     except StrategyError as exc:
         raise CutoverError(str(exc), result, activated.changed) from exc
     result["strategy"] = restarted.result

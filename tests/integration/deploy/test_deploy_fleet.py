@@ -95,12 +95,17 @@ def current_of(fleet) -> list[str | None]:
     return out
 
 
-def running_release(fleet, host) -> str | None:
+def running_status(fleet, host) -> dict:
+    """What the host's strategy process answers on /status ({} when it does not)."""
     probe = fleet.ssh(host, f"curl -s http://{host.address}:8480/status", timeout=20)
     try:
-        return json.loads(probe.stdout).get("release_id")
-    except ValueError:
-        return None
+        return dict(json.loads(probe.stdout))
+    except (ValueError, TypeError):
+        return {}
+
+
+def running_release(fleet, host) -> str | None:
+    return running_status(fleet, host).get("release_id")
 
 
 PHASES = ("lock", "preflight", "snapshot", "stage", "gate", "cutover", "verify", "unlock")
@@ -504,7 +509,12 @@ def test_a_host_lost_after_cutover_is_named_as_not_switched_back(stage) -> None:
     assert broken.rc == 0, broken.output[-4000:]
     audit = (fleet.host_dir(2) / "state" / "audit.jsonl").read_text()
     assert "dep-2 lost mid-deploy, checked by hand" in audit
-    # Put dep-2 back on the fleet's release: deploying it again converges the fleet.
+    # Put dep-2 back on the fleet's release: deploying it again converges the fleet,
+    # and the hosts that already ran it keep trading (same process, not restarted).
+    good = [h for h in fleet.hosts if h.name != "dep-2"]
+    pids = [running_status(fleet, h).get("pid") for h in good]
     again = deploy(stage, before[0].split("-")[0], artifacts[before[0].split("-")[0]])
     assert again.rc == 0, again.output[-5000:]
     assert current_of(fleet) == before
+    assert [running_release(fleet, h) for h in fleet.hosts] == before
+    assert [running_status(fleet, h).get("pid") for h in good] == pids

@@ -117,3 +117,30 @@ def test_without_a_program_name_only_the_swap(supervised: SupervisedHost) -> Non
     assert "failed" not in result, result
     assert "strategy" not in result
     assert os.readlink(layout.current) == "releases/B"
+
+
+def test_a_host_that_already_runs_the_release_is_not_restarted(
+    supervised: SupervisedHost,
+) -> None:
+    host_with_releases(supervised)
+    supervised.set_release("B")
+    first = cutover(supervised, "B")
+    assert "failed" not in first, first
+    pid = first["strategy"]["running"]["pid"]
+    again = cutover(supervised, "B")
+    assert "failed" not in again, again
+    assert again["changed"] is False
+    assert again["strategy"]["action"] == "none"
+    assert again["strategy"]["running"]["pid"] == pid
+
+
+def test_current_already_swapped_but_the_old_process_running_is_restarted(
+    supervised: SupervisedHost,
+) -> None:
+    layout = host_with_releases(supervised)  # the process runs A
+    activate(layout, "B")  # a run that swapped, then died before the restart
+    supervised.set_release("B")
+    result = cutover(supervised, "B")
+    assert "failed" not in result, result
+    assert result["strategy"]["action"] == "restart"
+    assert result["strategy"]["running"]["release_id"] == "B"
