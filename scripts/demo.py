@@ -13,18 +13,18 @@ itself. It prints a readable timeline. Everything runs under `.demo/`;
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import signal
 import subprocess
 import sys
-import tarfile
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from tradeops.testing.artifacts import rewrite_member
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -188,15 +188,7 @@ def quote_failure(output: str, marker: str) -> None:
 
 def tamper(artifact: Path, out: Path) -> Path:
     """A copy of ``artifact`` with one file changed after the build (MANIFEST kept)."""
-    with tarfile.open(artifact) as src, tarfile.open(out, "w:gz") as dst:
-        for member in src:
-            data = src.extractfile(member) if member.isfile() else None
-            if member.name.endswith("REVISION") and data is not None:
-                body = data.read() + b"patched on the build server by hand\n"
-                member.size = len(body)
-                dst.addfile(member, io.BytesIO(body))
-            else:
-                dst.addfile(member, data)
+    rewrite_member(artifact, out, "REVISION", lambda body: body + b"patched by hand\n")
     say("release", f"{out.name}: REVISION edited after the build, MANIFEST left as built")
     return out
 

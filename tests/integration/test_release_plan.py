@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 from pathlib import Path
 
 import pytest
 
 from tests.integration.ansible_run import run_playbook
 from tradeops.releases.artifact import build_artifact
+from tradeops.testing.artifacts import rewrite_member
 
 PLAYBOOK = """\
 - name: Plan a release
@@ -46,14 +45,7 @@ def plan(tmp_path: Path, artifact: Path, version: str) -> tuple[int, str, dict |
 def with_defaults(artifact: Path, text: bytes) -> Path:
     """A copy of ``artifact`` whose config/defaults.yml holds ``text``."""
     out = artifact.with_name("changed-defaults.tar.gz")
-    with tarfile.open(artifact) as src, tarfile.open(out, "w:gz") as dst:
-        for member in src:
-            data = src.extractfile(member) if member.isfile() else None
-            if member.name == "config/defaults.yml":
-                member.size = len(text)
-                data = io.BytesIO(text)
-            dst.addfile(member, data)
-    return out
+    return rewrite_member(artifact, out, "config/defaults.yml", lambda _old: text)
 
 
 def test_a_drill_release_carries_its_fault_mode(tmp_path: Path) -> None:

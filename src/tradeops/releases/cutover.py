@@ -22,7 +22,7 @@ from typing import Any
 
 from tradeops.process.running import read_running
 from tradeops.process.service import StrategyError, StrategyRequest, run_strategy
-from tradeops.releases.service import Outcome, ReleaseRequest, run_release
+from tradeops.releases.service import Outcome, ReleaseRequest, diff_list, run_release
 
 
 class CutoverError(RuntimeError):
@@ -43,12 +43,6 @@ class CutoverOutcome:
     diff: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _diffs(outcome: Any) -> list[dict[str, Any]]:
-    if not outcome.diff:
-        return []
-    return list(outcome.diff) if isinstance(outcome.diff, list) else [outcome.diff]
-
-
 def run_cutover(
     release: ReleaseRequest, strategy: StrategyRequest | None, check_mode: bool = False
 ) -> CutoverOutcome:
@@ -62,7 +56,7 @@ def run_cutover(
     activated: Outcome = run_release(release, check_mode=check_mode)
     result = dict(activated.result)
     if strategy is None:
-        return CutoverOutcome(activated.changed, result, _diffs(activated))
+        return CutoverOutcome(activated.changed, result, diff_list(activated))
     # A host that already runs the release restarts only for a changed definition.
     runs_it = (
         not activated.changed
@@ -76,4 +70,4 @@ def run_cutover(
         raise CutoverError(str(exc), result, activated.changed) from exc
     result["strategy"] = restarted.result
     changed = activated.changed or restarted.changed
-    return CutoverOutcome(changed, result, _diffs(activated) + list(restarted.diff))
+    return CutoverOutcome(changed, result, diff_list(activated) + list(restarted.diff))

@@ -126,7 +126,7 @@ def _staged(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
     return Outcome(changed, result, diff or None)
 
 
-def _diff_list(outcome: Outcome | None) -> list[dict[str, Any]]:
+def diff_list(outcome: Outcome | None) -> list[dict[str, Any]]:
     """An outcome's diff as a list (empty without one), to combine several."""
     if outcome is None or not outcome.diff:
         return []
@@ -167,14 +167,14 @@ def _active(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
         "current": rid if not check_mode else layout.current_release(),
     }
     changed = plan.changed or bool(staged and staged.changed)
-    diffs = _diff_list(staged)
+    diffs = diff_list(staged)
     if plan.swap:
         diffs.append(plan.diff(layout))
     if request.prune:
         pruned = _pruned(layout, request, check_mode)
         result.update(removed=pruned.result["removed"], kept=pruned.result["kept"])
         changed = changed or pruned.changed
-        diffs.extend(_diff_list(pruned))
+        diffs.extend(diff_list(pruned))
     if staged is not None:
         for key in ("config_sha256", "config_expected_sha256", "config_changed"):
             if key in staged.result:

@@ -220,23 +220,22 @@ def test_one_host_gets_another_digest(stage) -> None:
         assert f"{host} (" not in output[output.find("GATE FAILED") :][:1500]
 
 
-def test_one_host_unreachable_before_gate(stage) -> None:
-    fleet, common, _artifacts, work = stage
-    hook = work / "lose_host_2.yml"
-    stop_dep2 = (
+def _lose_host_hook(fleet, path: Path, name: str, when: str) -> Path:
+    """Write a hook file that stops host ``name``'s sshd (once, from the controller)."""
+    stop = (
         "from tradeops.testing.fleet import Fleet; "
-        f"Fleet.from_state('{fleet.state_dir}').stop_host('dep-2')"
+        f"Fleet.from_state('{fleet.state_dir}').stop_host('{name}')"
     )
-    hook.write_text(
+    path.write_text(
         textwrap.dedent(
             f"""\
             ---
-            - name: Lose dep-2 just before the gate
+            - name: Lose {name} {when}
               ansible.builtin.command:
                 argv:
                   - {sys.executable}
                   - -c
-                  - "{stop_dep2}"
+                  - "{stop}"
               delegate_to: localhost
               run_once: true
               changed_when: true
@@ -245,6 +244,23 @@ def test_one_host_unreachable_before_gate(stage) -> None:
             """
         )
     )
+    return path
+
+
+def _bring_back(stage, name: str) -> None:
+    """Start a lost host again as a rebooted host comes back: sshd, then its services."""
+    fleet, common, _artifacts, _work = stage
+    fleet.up()
+    for playbook in ("tradeops.algo.bootstrap", "tradeops.algo.simulator"):
+        again = run_playbook(
+            *common, "-l", name, playbook, "-e", f"tradeops_wheelhouse={REPO}/build/wheelhouse"
+        )
+        assert again.rc == 0, again.output[-4000:]
+
+
+def test_one_host_unreachable_before_gate(stage) -> None:
+    fleet, _common, _artifacts, work = stage
+    hook = _lose_host_hook(fleet, work / "lose_host_2.yml", "dep-2", "just before the gate")
     try:
         output, _before = _knight_case(
             stage, "1.4.0", "-e", json.dumps({"release_hooks": {"before_gate": str(hook)}})
@@ -252,19 +268,7 @@ def test_one_host_unreachable_before_gate(stage) -> None:
         assert "GATE FAILED" in output, output[-8000:]
         assert "dep-2 (failed or unreachable before the gate)" in output
     finally:
-        # Bring dep-2 back as a rebooted host comes back: sshd, then its supervisord
-        # and simulator from the roles, so that later tests find a whole host.
-        fleet.up()
-        for playbook in ("tradeops.algo.bootstrap", "tradeops.algo.simulator"):
-            again = run_playbook(
-                *common,
-                "-l",
-                "dep-2",
-                playbook,
-                "-e",
-                f"tradeops_wheelhouse={REPO}/build/wheelhouse",
-            )
-            assert again.rc == 0, again.output[-4000:]
+        _bring_back(stage, "dep-2")  # so that later tests find a whole host
 
 
 def _hold_lock(fleet, host, run_id: str, owner: str, since_offset_s: int = 0) -> Path:
@@ -423,43 +427,12 @@ def test_in_serial_batches_a_failed_batch_stops_the_next_and_switches_back(stage
     assert statuses == ["rolled-back", "rolled-back", "staged", "staged"]
 
 
-def _bring_back(stage, name: str) -> None:
-    """Start a lost host again as a rebooted host comes back: sshd, then its services."""
-    fleet, common, _artifacts, _work = stage
-    fleet.up()
-    for playbook in ("tradeops.algo.bootstrap", "tradeops.algo.simulator"):
-        again = run_playbook(
-            *common, "-l", name, playbook, "-e", f"tradeops_wheelhouse={REPO}/build/wheelhouse"
-        )
-        assert again.rc == 0, again.output[-4000:]
-
-
 def test_a_host_lost_after_cutover_is_named_as_not_switched_back(stage) -> None:
     fleet, _common, artifacts, work = stage
     before = current_of(fleet)
     assert len(set(before)) == 1, before
-    hook = work / "lose_host_2_after_cutover.yml"
-    stop_dep2 = (
-        "from tradeops.testing.fleet import Fleet; "
-        f"Fleet.from_state('{fleet.state_dir}').stop_host('dep-2')"
-    )
-    hook.write_text(
-        textwrap.dedent(
-            f"""\
-            ---
-            - name: Lose dep-2 right after its cutover
-              ansible.builtin.command:
-                argv:
-                  - {sys.executable}
-                  - -c
-                  - "{stop_dep2}"
-              delegate_to: localhost
-              run_once: true
-              changed_when: true
-              vars:
-                ansible_python_interpreter: "{{{{ ansible_playbook_python }}}}"
-            """
-        )
+    hook = _lose_host_hook(
+        fleet, work / "lose_host_2_after_cutover.yml", "dep-2", "right after its cutover"
     )
     try:
         run = deploy(
