@@ -13,7 +13,8 @@ COLLECTION_DIR := .collections/ansible_collections/tradeops/algo
 PYTEST_ARGS ?=
 
 .PHONY: help setup os-deps venv collection wheelhouse test lint ruff mypy ansible-lint \
-	sanity unit integration molecule demo demo-stop bench build freeze clean changelog
+	sanity unit integration molecule core-latest demo demo-stop bench build freeze \
+	freeze-core clean changelog
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -33,7 +34,7 @@ collection:
 wheelhouse: venv
 	@scripts/wheelhouse.sh
 
-test: setup lint unit integration ansible-lint sanity molecule ## Every quality gate: ruff, pytest, ansible-lint, ansible-test sanity, molecule
+test: setup lint unit integration ansible-lint sanity molecule core-latest ## Every quality gate: ruff, pytest, ansible-lint, ansible-test sanity, molecule, newest core
 	@echo "make test: all gates passed"
 
 lint: ruff mypy changelog
@@ -74,6 +75,12 @@ bench: setup ## Run the benchmarks; results in bench/results/*.json
 
 build: venv collection ## Build the collection tarball into build/
 	@mkdir -p build && $(BIN)/ansible-galaxy collection build --force --output-path build .
+
+core-latest: setup ## Unit, fleet deploy and sanity again on the newest ansible-core (.venv-core)
+	@scripts/core-latest.sh
+
+freeze-core: ## Re-pin requirements/core-latest.txt from the current .venv-core
+	@{ head -2 requirements/core-latest.txt; .venv-core/bin/pip freeze --exclude-editable | grep -viE '^(pip|tradeops)=='; } > requirements/core-latest.txt.new && mv requirements/core-latest.txt.new requirements/core-latest.txt
 
 freeze: ## Re-pin requirements/dev.txt from the current .venv
 	@{ head -2 requirements/dev.txt; $(BIN)/pip freeze --all --exclude-editable | grep -viE '^(pip|tradeops)=='; } > requirements/dev.txt.new && mv requirements/dev.txt.new requirements/dev.txt
