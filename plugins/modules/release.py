@@ -50,8 +50,9 @@ options:
       - Path on the controller of the release artifact, sent once to the host with no
         per-file round trips. Through C(tradeops.modrun), the action plugin streams it on the
         module's own SSH channel into memory and checks its sha256. Through the module file,
-        it copies it to a temporary directory on the host, stages it from there as
-        O(artifact), and removes the copy.
+        or when the artifact is larger than the variable C(tradeops_stream_max_bytes)
+        (default 67108864, 64 MiB), it copies it to a temporary directory on the host,
+        stages it from there as O(artifact), and removes the copy. RV(transfer) says which.
       - Mutually exclusive with O(artifact).
     type: path
   config_files:
@@ -192,6 +193,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+transfer:
+  description:
+    - How the controller's O(src) reached the host. V(stream) on the module's own SSH
+      channel into memory, V(copy) through a temporary file on the host.
+  returned: when O(src) is given, outside check mode
+  type: str
+  sample: stream
 release_id:
   description: The release acted on.
   returned: when O(release_id) is given

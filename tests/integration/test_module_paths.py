@@ -4,7 +4,9 @@ The action plugins run the modules through ``python -m tradeops.modrun`` on the
 host (the fast path); with ``tradeops_modrun: false`` the module files run under
 AnsiballZ. Both are driven here by a real playbook on this machine (connection
 local, this venv as the host's Python): lock, host facts, stage from the
-controller's artifact with a config file, activate with prune, unlock.
+controller's artifact with a config file, activate with prune, unlock. A third
+run keeps the fast path but sends the artifacts as copies, as it does for one
+larger than ``tradeops_stream_max_bytes``.
 """
 
 from __future__ import annotations
@@ -106,18 +108,32 @@ PLAYBOOK = """\
 """
 
 
-def drive(tmp_path: Path, modrun: bool, artifacts: tuple[Path, Path]) -> dict:
-    root = tmp_path / f"root-{modrun}"
+def drive(tmp_path: Path, modrun: bool, artifacts: tuple[Path, Path], *extra: str) -> dict:
+    root = tmp_path / "root"
     for sub in LAYOUT_DIRS:
         (root / sub).mkdir(parents=True, exist_ok=True)
-    out = tmp_path / f"out-{modrun}.json"
-    book = tmp_path / f"play-{modrun}.yml"
+    out = tmp_path / "out.json"
+    book = tmp_path / "play.yml"
     first, second = artifacts
     book.write_text(
         PLAYBOOK.format(python=sys.executable, root=root, artifact=first, artifact2=second, out=out)
     )
-    run = run_playbook(str(book), "-e", f"tradeops_modrun={str(modrun).lower()}")
+    run = run_playbook(
+        str(book),
+        "-vvv",
+        "-e",
+        f"tradeops_modrun={str(modrun).lower()}",
+        *extra,
+        ANSIBLE_REMOTE_TMP=str(tmp_path / "remote-tmp"),
+        ANSIBLE_PIPELINING="true",  # as on the fleet; the local connection's default is off
+    )
     assert run.rc == 0, run.output[-4000:]
+    # Which path ran, from the commands Ansible logged: 10 module tasks, of which the
+    # controller refuses two (the bad argument, the cutover without a program name).
+    fast = [
+        line for line in run.output.splitlines() if "EXEC" in line and "-m tradeops.modrun" in line
+    ]
+    assert len(fast) == (8 if modrun else 0), run.output[-4000:]
     return json.loads(out.read_text())
 
 
@@ -132,11 +148,24 @@ def artifact(artifacts: tuple[Path, Path]) -> Path:
     return artifacts[0]
 
 
-@pytest.mark.parametrize("modrun", [True, False], ids=["modrun", "ansiballz"])
+@pytest.mark.parametrize(
+    ("modrun", "stream_max_bytes", "transfer"),
+    [(True, None, "stream"), (False, None, "copy"), (True, 1, "copy")],
+    ids=["modrun", "ansiballz", "modrun-copy"],
+)
 def test_modules_behave_the_same_either_way(
-    tmp_path: Path, artifacts: tuple[Path, Path], modrun: bool
+    tmp_path: Path,
+    artifacts: tuple[Path, Path],
+    modrun: bool,
+    stream_max_bytes: int | None,
+    transfer: str,
 ):
-    result = drive(tmp_path, modrun, artifacts)
+    extra = (
+        [] if stream_max_bytes is None else ["-e", f"tradeops_stream_max_bytes={stream_max_bytes}"]
+    )
+    result = drive(tmp_path, modrun, artifacts, *extra)
+    assert result["staged"]["transfer"] == transfer
+    assert result["again"]["transfer"] == transfer
     assert result["locked"]["acquired"] is True
     assert result["locked"]["changed"] is True
     assert result["info"]["layout_ok"] is True
@@ -157,12 +186,41 @@ def test_modules_behave_the_same_either_way(
     assert result["bad"]["failed"] is True
     assert "moon" in result["bad"]["msg"]
     assert result["unlocked"]["changed"] is True
-    root = tmp_path / f"root-{modrun}"
+    root = tmp_path / "root"
     assert (root / "current").resolve() == (root / "releases" / "r2").resolve()
     assert (root / "shared" / "config" / "r1" / "app.yml").read_text() == "answer: 42\n"
     assert not (root / "deploy.lock").exists()
     # The artifact never stays on the host: staged from memory or a removed temp copy.
     assert list((root / "releases" / ".staging").iterdir()) == []
+    assert list((tmp_path / "remote-tmp").glob("*")) == []
+
+
+def test_a_stream_limit_that_is_not_a_size_is_refused(tmp_path: Path, artifact: Path) -> None:
+    root = tmp_path / "root"
+    for sub in LAYOUT_DIRS:
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    book = tmp_path / "play.yml"
+    book.write_text(
+        f"""\
+- name: Stage with a stream limit that is not a number of bytes
+  hosts: localhost
+  connection: local
+  gather_facts: false
+  tasks:
+    - name: Stage
+      tradeops.algo.release:
+        root: {root}
+        release_id: r1
+        src: {artifact}
+      vars:
+        ansible_python_interpreter: {sys.executable}
+        tradeops_stream_max_bytes: 64M
+"""
+    )
+    run = run_playbook(str(book))
+    assert run.rc != 0
+    assert "tradeops_stream_max_bytes must be a whole number of bytes >= 0; got '64M'" in run.output
+    assert not (root / "releases" / "r1").exists()
 
 
 def test_a_host_without_the_library_is_told_so(tmp_path: Path, artifact: Path) -> None:
