@@ -195,14 +195,15 @@ def test_modules_behave_the_same_either_way(
     assert list((tmp_path / "remote-tmp").glob("*")) == []
 
 
-def test_a_stream_limit_that_is_not_a_size_is_refused(tmp_path: Path, artifact: Path) -> None:
+def stage_once(tmp_path: Path, artifact: Path, title: str, **task_vars: str):
+    """Run one ``release`` stage of ``artifact`` as r1, with ``task_vars``; return root, run."""
     root = tmp_path / "root"
     for sub in LAYOUT_DIRS:
         (root / sub).mkdir(parents=True, exist_ok=True)
     book = tmp_path / "play.yml"
     book.write_text(
         f"""\
-- name: Stage with a stream limit that is not a number of bytes
+- name: {title}
   hosts: localhost
   connection: local
   gather_facts: false
@@ -212,12 +213,20 @@ def test_a_stream_limit_that_is_not_a_size_is_refused(tmp_path: Path, artifact: 
         root: {root}
         release_id: r1
         src: {artifact}
-      vars:
-        ansible_python_interpreter: {sys.executable}
-        tradeops_stream_max_bytes: 64M
+      vars: {json.dumps(task_vars)}
 """
     )
-    run = run_playbook(str(book))
+    return root, run_playbook(str(book))
+
+
+def test_a_stream_limit_that_is_not_a_size_is_refused(tmp_path: Path, artifact: Path) -> None:
+    root, run = stage_once(
+        tmp_path,
+        artifact,
+        "Stage with a stream limit that is not a number of bytes",
+        ansible_python_interpreter=sys.executable,
+        tradeops_stream_max_bytes="64M",
+    )
     assert run.rc != 0
     assert "tradeops_stream_max_bytes must be a whole number of bytes >= 0; got '64M'" in run.output
     assert not (root / "releases" / "r1").exists()
@@ -225,27 +234,12 @@ def test_a_stream_limit_that_is_not_a_size_is_refused(tmp_path: Path, artifact: 
 
 def test_a_host_without_the_library_is_told_so(tmp_path: Path, artifact: Path) -> None:
     """The fast path falls back to the module (and its artifact copy), which names the fix."""
-    root = tmp_path / "root"
-    for sub in LAYOUT_DIRS:
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    book = tmp_path / "play.yml"
-    book.write_text(
-        f"""\
-- name: Stage on a host whose Python has no tradeops library
-  hosts: localhost
-  connection: local
-  gather_facts: false
-  tasks:
-    - name: Stage
-      tradeops.algo.release:
-        root: {root}
-        release_id: r1
-        src: {artifact}
-      vars:
-        ansible_python_interpreter: /usr/bin/python3
-"""
+    root, run = stage_once(
+        tmp_path,
+        artifact,
+        "Stage on a host whose Python has no tradeops library",
+        ansible_python_interpreter="/usr/bin/python3",
     )
-    run = run_playbook(str(book))
     assert run.rc != 0
     assert "tradeops.algo.host role" in run.output, run.output[-3000:]
     assert not (root / "releases" / "r1").exists()
