@@ -14,12 +14,12 @@ from typing import Any
 from tradeops.releases.activation import ActivationError, activate, plan_activate
 from tradeops.releases.config_files import ConfigFileError, parse_config_files, sync_config_files
 from tradeops.releases.layout import Layout
-from tradeops.releases.manifest import Manifest, ManifestError
+from tradeops.releases.manifest import ManifestError
 from tradeops.releases.prune import plan_prune, prune, remove_release
 from tradeops.releases.releaselog import ReleaseLog
 from tradeops.releases.staging import (
     StageError,
-    StagePlan,
+    plan_by_digest,
     plan_stage,
     stage,
     validate_release_id,
@@ -69,29 +69,21 @@ def _ensure_link_targets(layout: Layout, links: dict[str, str]) -> None:
         (layout.shared / sub).mkdir(parents=True, exist_ok=True)
 
 
-def _plan_without_artifact(layout: Layout, request: ReleaseRequest, rid: str) -> StagePlan:
-    """Check mode before the artifact was copied: plan from the controller's digest."""
-    release_dir = layout.releases / rid
-    digest = str(request.manifest_digest)
-    if release_dir.exists():
-        existing = Manifest.load(release_dir)
-        if existing.digest != digest:
-            raise ReleaseServiceError(
-                f"release id {rid} already exists with manifest digest {existing.digest[:12]}, "
-                f"the artifact has {digest[:12]}: refusing to reuse a release id"
-            )
-        logged = ReleaseLog(layout.release_log).status_of(rid) is not None
-        action = "none" if logged else "log-only"
-        return StagePlan(rid, existing.version, digest, not logged, action, str(release_dir))
-    return StagePlan(rid, request.version or "", digest, True, "create", str(release_dir))
-
-
 def _staged(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcome:
     rid = str(request.release_id)
     links = _links(request, rid)
     artifact = Path(request.artifact) if request.artifact else None
     if check_mode and request.manifest_digest and (artifact is None or not artifact.is_file()):
-        plan = _plan_without_artifact(layout, request, rid)
+        # Check mode before the artifact was copied, and the deploy gate's live
+        # re-check: plan from the controller's digest, re-hashing with verify.
+        plan = plan_by_digest(
+            layout,
+            rid,
+            str(request.manifest_digest),
+            request.version or "",
+            links,
+            verify=request.verify,
+        )
     elif artifact is None:
         raise ReleaseServiceError(f"staging {rid} needs the artifact (artifact or src)")
     else:

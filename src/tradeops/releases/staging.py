@@ -130,19 +130,21 @@ def read_artifact_manifest(artifact: Path) -> Manifest:
     return _parse_manifest(artifact, data)
 
 
-def _check_existing(
-    release_dir: Path, manifest: Manifest, links: dict[str, str], verify: bool
-) -> None:
+def _check_existing(release_dir: Path, digest: str, links: dict[str, str], verify: bool) -> str:
+    """Check an existing release against ``digest`` (and its files, with ``verify``).
+
+    Returns the release's version, from its own MANIFEST.
+    """
     if release_dir.is_symlink() or not release_dir.is_dir():
         raise StageError(f"{release_dir} exists but is not a release directory")
     try:
         existing = Manifest.load(release_dir)
     except ManifestError as exc:
         raise StageError(f"{release_dir} exists but is not a release: {exc}") from exc
-    if existing.digest != manifest.digest:
+    if existing.digest != digest:
         raise StageError(
             f"release id {release_dir.name} already exists with manifest digest "
-            f"{existing.digest[:12]}, the artifact has {manifest.digest[:12]}: refusing to "
+            f"{existing.digest[:12]}, the artifact has {digest[:12]}: refusing to "
             "reuse a release id for different content"
         )
     if verify:
@@ -156,6 +158,7 @@ def _check_existing(
             raise StageError(
                 f"existing release {release_dir.name} fails verification: {result.describe()}"
             )
+    return existing.version
 
 
 def plan_stage(
@@ -172,33 +175,52 @@ def plan_stage(
     ``activation.plan_activate(verify=...)``).
     """
     validate_release_id(release_id)
-    links = DEFAULT_SHARED_LINKS if links is None else links
     if not artifact.is_file():
         raise StageError(f"artifact not found: {artifact}")
     manifest = read_artifact_manifest(artifact)
+    return plan_by_digest(
+        layout, release_id, manifest.digest, manifest.version, links, verify=verify
+    )
+
+
+def plan_by_digest(
+    layout: Layout,
+    release_id: str,
+    digest: str,
+    version: str,
+    links: dict[str, str] | None = None,
+    verify: bool = True,
+) -> StagePlan:
+    """Decide what staging a release of MANIFEST ``digest`` needs, without its artifact.
+
+    An existing ``releases/<release_id>`` must have that digest and, with
+    ``verify``, every file must match its MANIFEST (re-hashed from disk): this is
+    the deploy gate's live check. ``version`` is only reported for a release that
+    does not exist yet.
+    """
+    validate_release_id(release_id)
+    links = DEFAULT_SHARED_LINKS if links is None else links
     release_dir = layout.releases / release_id
     log = ReleaseLog(layout.release_log)
     logged = log.releases().get(release_id)
-    if logged is not None and logged.digest and logged.digest != manifest.digest:
+    if logged is not None and logged.digest and logged.digest != digest:
         raise StageError(
             f"release id {release_id} is in the release log with manifest digest "
-            f"{logged.digest[:12]}, the artifact has {manifest.digest[:12]}: refusing to "
+            f"{logged.digest[:12]}, the artifact has {digest[:12]}: refusing to "
             "reuse a release id for different content"
         )
     if release_dir.exists() or release_dir.is_symlink():
-        _check_existing(release_dir, manifest, links, verify=verify)
+        found = _check_existing(release_dir, digest, links, verify=verify)
         known = logged is not None and logged.status != "pruned"
         return StagePlan(
             release_id,
-            manifest.version,
-            manifest.digest,
+            found,
+            digest,
             changed=not known,
             action="none" if known else "log-only",
             path=str(release_dir),
         )
-    return StagePlan(
-        release_id, manifest.version, manifest.digest, True, "create", str(release_dir)
-    )
+    return StagePlan(release_id, version, digest, True, "create", str(release_dir))
 
 
 def _check_member(member: tarfile.TarInfo) -> None:

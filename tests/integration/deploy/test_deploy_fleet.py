@@ -69,6 +69,7 @@ def stage(module_fleet_factory, tmp_path_factory):
         "1.8.0": build_artifact("1.8.0", work / "j").path,
         "1.9.0": build_artifact("1.9.0", work / "k").path,
         "2.0.0": build_artifact("2.0.0", work / "l").path,
+        "2.1.0": build_artifact("2.1.0", work / "m").path,
     }
     return fleet, common, artifacts, work
 
@@ -218,6 +219,35 @@ def test_one_host_gets_another_digest(stage) -> None:
     assert "manifest digest" in reason, reason
     for host in ("dep-1", "dep-2", "dep-3"):
         assert f"{host} (" not in output[output.find("GATE FAILED") :][:1500]
+
+
+def test_one_host_has_a_file_changed_after_staging(stage) -> None:
+    fleet, _common, _artifacts, work = stage
+    # Knight, quieter: dep-2 staged the right release, then one of its files changed on
+    # disk (MANIFEST untouched, so the release id and manifest digest still match). The
+    # gate re-hashes every file from disk and must stop the run.
+    hook = work / "tamper_dep_2.yml"
+    hook.write_text(
+        """---
+- name: Change one staged file on dep-2
+  when: inventory_hostname == 'dep-2'
+  ansible.builtin.shell:
+    cmd: echo 'other code' >> /srv/tradeops/releases/{{ release_id }}/REVISION
+  changed_when: true
+"""
+    )
+    output, _before = _knight_case(
+        stage, "2.1.0", "-e", json.dumps({"release_hooks": {"before_gate": str(hook)}})
+    )
+    assert "GATE FAILED" in output, output[-8000:]
+    report = output[output.find("GATE FAILED") :][:1500]
+    assert "dep-2 (" in report, report
+    assert "fails verification" in report, report
+    assert "REVISION" in report, report
+    for host in ("dep-1", "dep-3", "dep-4"):
+        assert f"{host} (" not in report, report
+    for host in fleet.hosts:
+        assert not (fleet.host_dir(host) / "deploy.lock").exists()
 
 
 def _lose_host_hook(fleet, path: Path, name: str, when: str) -> Path:

@@ -241,3 +241,53 @@ def test_process_stage_with_config_files(
     assert answer["config_sha256"] == answer["config_expected_sha256"]
     assert answer["config_sha256"] == {"config/r1/refapp.yml": CONFIG_SHA}
     assert (layout.releases / "r1" / "MANIFEST").is_file()
+
+
+def gate_check(root: Path, built: BuiltArtifact, **over: Any) -> dict[str, Any]:
+    """The deploy gate's live re-check: check mode, the controller's digest, no artifact."""
+    return release(
+        root,
+        "staged",
+        "r1",
+        check_mode=True,
+        manifest_digest=built.digest,
+        version=built.version,
+        **over,
+    )
+
+
+def test_the_gate_recheck_passes_an_intact_release(
+    layout: Layout, artifacts: dict[str, BuiltArtifact]
+) -> None:
+    built = artifacts["1.0"]
+    assert "failed" not in release(layout.root, "staged", "r1", artifact=str(built.path))
+    result = gate_check(layout.root, built, verify=True)
+    assert "failed" not in result, result
+    assert (result["action"], result["changed"]) == ("none", False)
+    assert (result["release_id"], result["manifest_digest"]) == ("r1", built.digest)
+
+
+def test_the_gate_recheck_rehashes_every_file(
+    layout: Layout, artifacts: dict[str, BuiltArtifact]
+) -> None:
+    """A file changed after staging, MANIFEST untouched, fails the gate's re-check."""
+    built = artifacts["1.0"]
+    assert "failed" not in release(layout.root, "staged", "r1", artifact=str(built.path))
+    revision = layout.releases / "r1" / "REVISION"
+    revision.chmod(0o644)
+    revision.write_text("someone else's code\n")
+    result = gate_check(layout.root, built, verify=True)
+    assert result.get("failed") is True, result
+    assert "existing release r1 fails verification" in result["msg"]
+    assert "REVISION" in result["msg"]
+    # Without verify only the MANIFEST digest is compared, which still matches.
+    assert "failed" not in gate_check(layout.root, built, verify=False)
+
+
+def test_the_gate_recheck_of_a_host_that_never_staged_would_create(
+    layout: Layout, artifacts: dict[str, BuiltArtifact]
+) -> None:
+    result = gate_check(layout.root, artifacts["1.0"], verify=True)
+    assert "failed" not in result, result
+    assert (result["action"], result["changed"]) == ("create", True)
+    assert not (layout.releases / "r1").exists()
