@@ -12,7 +12,10 @@ deploy that converges a partly updated fleet leaves the good hosts trading.
 
 When the restart or the wait fails, ``current`` stays on the new release. The
 failure carries the activation's result (``previous``, and ``changed`` when
-``current`` moved), so that the caller can switch the host back.
+``current`` moved), so that the caller can switch the host back. So does a
+failure of the activation itself after its swap (the prune, or the release-log
+append), read from ``current`` before and after: a host that moved is never
+reported as untouched.
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from typing import Any
 
 from tradeops.process.running import read_running
 from tradeops.process.service import StrategyError, StrategyRequest, run_strategy
-from tradeops.releases.service import Outcome, ReleaseRequest, diff_list, run_release
+from tradeops.releases.layout import Layout
+from tradeops.releases.service import (
+    Outcome,
+    ReleaseRequest,
+    ReleaseServiceError,
+    diff_list,
+    run_release,
+)
 
 
 class CutoverError(RuntimeError):
@@ -48,12 +58,25 @@ def run_cutover(
 ) -> CutoverOutcome:
     """Activate ``release``, then bring ``strategy`` (if any) up on it; see the module docs.
 
-    Raises ``ReleaseServiceError`` when the activation fails (nothing swapped)
-    and ``CutoverError`` when the strategy fails after it.
+    Raises ``ReleaseServiceError`` when the activation fails before its swap
+    (nothing moved) and ``CutoverError`` when anything fails after it.
     """
     if release.state != "active":
         raise ValueError(f"a cutover activates a release, not state={release.state!r}")
-    activated: Outcome = run_release(release, check_mode=check_mode)
+    before = _current(release.root)
+    try:
+        activated: Outcome = run_release(release, check_mode=check_mode)
+    except ReleaseServiceError as exc:
+        after = _current(release.root)
+        if check_mode or after == before:
+            raise
+        moved = {"release_id": release.release_id, "previous": before, "current": after}
+        raise CutoverError(
+            f"{exc}; current had already moved from {before} to {after}, and the strategy "
+            "was not restarted",
+            moved,
+            True,
+        ) from exc
     result = dict(activated.result)
     if strategy is None:
         return CutoverOutcome(activated.changed, result, diff_list(activated))
@@ -71,3 +94,11 @@ def run_cutover(
     result["strategy"] = restarted.result
     changed = activated.changed or restarted.changed
     return CutoverOutcome(changed, result, diff_list(activated) + list(restarted.diff))
+
+
+def _current(root: str) -> str | None:
+    """The release ``current`` points at under ``root`` (None when unreadable)."""
+    try:
+        return Layout.at(root).current_release()
+    except (OSError, ValueError, RuntimeError):
+        return None

@@ -88,6 +88,14 @@ def _staged(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
         raise ReleaseServiceError(f"staging {rid} needs the artifact (artifact or src)")
     else:
         plan = plan_stage(layout, artifact, rid, links, verify=request.verify)
+        if request.manifest_digest and plan.digest != request.manifest_digest:
+            # Refused before anything is written or logged: a release id once logged
+            # with the wrong content could never be staged right afterwards.
+            raise ReleaseServiceError(
+                f"the artifact's manifest digest {plan.digest[:12]} is not the "
+                f"{str(request.manifest_digest)[:12]} the release id {rid} was computed "
+                "from: the artifact changed after the plan; nothing staged"
+            )
     if plan.changed and not check_mode and artifact is not None:
         _ensure_link_targets(layout, links)
         plan = stage(layout, artifact, rid, links)
@@ -127,6 +135,9 @@ def diff_list(outcome: Outcome | None) -> list[dict[str, Any]]:
 
 def _active(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcome:
     rid = str(request.release_id)
+    if request.prune and request.keep < 1:
+        # Refused before the swap: a prune that fails after it would leave the host moved.
+        raise ReleaseServiceError(f"keep must be at least 1, got {request.keep}")
     staged: Outcome | None = None
     # Stage first when given the artifact; in check mode, plan that stage from the
     # controller's manifest digest (the deploy's cutover in a --check run).

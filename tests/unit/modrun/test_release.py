@@ -291,3 +291,23 @@ def test_the_gate_recheck_of_a_host_that_never_staged_would_create(
     assert "failed" not in result, result
     assert (result["action"], result["changed"]) == ("create", True)
     assert not (layout.releases / "r1").exists()
+
+
+def test_an_artifact_other_than_the_planned_one_is_refused_before_staging(
+    layout: Layout, artifacts: dict[str, BuiltArtifact]
+) -> None:
+    """The artifact changed between the plan and the stage: nothing staged or logged."""
+    planned, other = artifacts["1.0"], artifacts["1.1"]
+    result = release(
+        layout.root, "staged", "r1", artifact=str(other.path), manifest_digest=planned.digest
+    )
+    assert result.get("failed") is True, result
+    assert "the artifact changed after the plan; nothing staged" in result["msg"]
+    assert not (layout.releases / "r1").exists()
+    assert not layout.release_log.exists() or "r1" not in layout.release_log.read_text()
+    # The right artifact then stages under that id.
+    again = release(
+        layout.root, "staged", "r1", artifact=str(planned.path), manifest_digest=planned.digest
+    )
+    assert "failed" not in again, again
+    assert again["manifest_digest"] == planned.digest

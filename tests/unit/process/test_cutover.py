@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import pytest
+
 from tradeops.modrun.__main__ import handle
+from tradeops.releases import service
 from tradeops.releases.activation import activate
 from tradeops.releases.layout import LAYOUT_DIRS, Layout
 from tradeops.releases.releaselog import ReleaseLog
@@ -144,3 +147,41 @@ def test_current_already_swapped_but_the_old_process_running_is_restarted(
     assert "failed" not in result, result
     assert result["strategy"]["action"] == "restart"
     assert result["strategy"]["running"]["release_id"] == "B"
+
+
+def test_a_prune_of_keep_zero_is_refused_before_the_swap(supervised: SupervisedHost) -> None:
+    layout = host_with_releases(supervised)
+    pid = supervised.info()["pid"]  # type: ignore[index]
+    result = cutover(supervised, "B", prune=True, keep=0)
+    assert result["failed"] is True
+    assert "keep must be at least 1, got 0" in result["msg"]
+    assert "changed" not in result or result["changed"] is False
+    assert os.readlink(layout.current) == "releases/A"
+    assert supervised.info()["pid"] == pid  # type: ignore[index]
+
+
+def test_a_failure_after_the_swap_reports_the_move_for_the_switch_back(
+    supervised: SupervisedHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The prune (here: its disk read) fails once current points at B: the host moved."""
+    layout = host_with_releases(supervised)
+    pid = supervised.info()["pid"]  # type: ignore[index]
+
+    def disk_gone(*_args: Any, **_kwargs: Any) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(service, "plan_prune", disk_gone)
+    result = cutover(supervised, "B", prune=True, keep=1)
+    assert result["failed"] is True
+    assert result["changed"] is True, "current moved: the caller must switch back"
+    assert (result["previous"], result["current"]) == ("A", "B")
+    assert "Input/output error" in result["msg"]
+    assert "current had already moved from A to B" in result["msg"]
+    assert os.readlink(layout.current) == "releases/B"
+    assert supervised.info()["pid"] == pid  # type: ignore[index]
+    monkeypatch.undo()
+    # The switch-back the deploy runs on that answer puts A back.
+    back = cutover(supervised, "A", replaced="rolled-back")
+    assert "failed" not in back, back
+    assert os.readlink(layout.current) == "releases/A"
+    assert ReleaseLog(layout.release_log).status_of("B") == "rolled-back"
