@@ -68,12 +68,18 @@ class ReleaseLog:
         return record
 
     def releases(self) -> dict[str, ReleaseRecord]:
-        """Fold the log into the latest view of each release, keyed by id."""
+        """Fold the log into the latest view of each release, keyed by id.
+
+        ``bad`` is final: a later record (staged again, pruned, removed) does not
+        clear it, so a release marked bad is never activated again on this host.
+        """
         view: dict[str, ReleaseRecord] = {}
         for index, entry in enumerate(self.entries()):
             rid = entry["release_id"]
             old = view.get(rid)
             status = str(entry["status"])
+            if old is not None and old.status == "bad":
+                status = "bad"
             restaged = old is not None and old.status == "pruned" and status == "staged"
             view[rid] = ReleaseRecord(
                 release_id=rid,

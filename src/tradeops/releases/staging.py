@@ -203,6 +203,11 @@ def plan_by_digest(
     release_dir = layout.releases / release_id
     log = ReleaseLog(layout.release_log)
     logged = log.releases().get(release_id)
+    if logged is not None and logged.status == "bad":
+        raise StageError(
+            f"release {release_id} is marked bad on this host: it is never staged or "
+            "activated again; build and deploy a new release"
+        )
     if logged is not None and logged.digest and logged.digest != digest:
         raise StageError(
             f"release id {release_id} is in the release log with manifest digest "

@@ -17,8 +17,9 @@ from tradeops.releases.activation import (
 from tradeops.releases.fsutil import swap_symlink
 from tradeops.releases.layout import LAYOUT_DIRS, Layout
 from tradeops.releases.manifest import MANIFEST_NAME
+from tradeops.releases.prune import remove_release
 from tradeops.releases.releaselog import ReleaseLog
-from tradeops.releases.staging import stage
+from tradeops.releases.staging import StageError, stage
 from tradeops.testing.artifacts import craft_artifact
 
 
@@ -322,3 +323,26 @@ def test_verified_manifest_without_hashing(layout: Layout) -> None:
     assert verified_manifest(release, verify=False).version == "A-1.0"
     with pytest.raises(ActivationError, match="sha256 mismatch"):
         verified_manifest(release)
+
+
+def test_a_bad_release_is_never_staged_or_activated_again(tmp_path: Path, layout: Layout) -> None:
+    """Marked bad, then removed: the same artifact cannot bring it back on this host."""
+    log = ReleaseLog(layout.release_log)
+    log.append("B", "bad", reason="drill")
+    remove_release(layout, log, "B")
+    with pytest.raises(StageError, match="B is marked bad on this host"):
+        stage(layout, craft_artifact(tmp_path / "B2.tar.gz", "B-1.0"), "B")
+    assert not (layout.releases / "B").exists()
+    assert log.status_of("B") == "bad"
+
+
+def test_a_release_marked_bad_before_it_was_staged_is_refused(
+    tmp_path: Path, layout: Layout
+) -> None:
+    """The operator marks D bad fleet-wide, before this host ever staged it."""
+    log = ReleaseLog(layout.release_log)
+    log.append("D", "bad", reason="found bad on another host")
+    with pytest.raises(StageError, match="D is marked bad on this host"):
+        stage(layout, craft_artifact(tmp_path / "D.tar.gz", "D-1.0"), "D")
+    with pytest.raises(ActivationError):
+        activate(layout, "D")

@@ -156,3 +156,13 @@ def test_restaging_after_prune_gets_a_new_place_in_the_order(tmp_path: Path) -> 
     # Other status changes keep the first place.
     log.append("B", "active")
     assert [r.release_id for r in log.ordered()] == ["B", "A"]
+
+
+def test_bad_is_final_whatever_comes_after(tmp_path: Path) -> None:
+    log = ReleaseLog(tmp_path / "release-log.jsonl")
+    log.append("A", "staged", version="1.0", digest="d" * 64)
+    log.append("A", "bad", reason="fat finger")
+    for later in ("staged", "pruned", "previous", "active"):
+        log.append("A", later)
+        assert log.status_of("A") == "bad", later
+    assert log.rollback_target(None) is None
