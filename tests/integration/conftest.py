@@ -8,7 +8,6 @@ it made. Without root/unshare/sshd the test is skipped, except under
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -17,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.ci import unavailable
 from tradeops.testing.fleet import (
     DEFAULT_PORT,
     Fleet,
@@ -29,16 +29,6 @@ from tradeops.testing.fleet import (
 FleetFactory = Callable[..., Fleet]
 
 
-def _on_ci() -> bool:
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def _unavailable(reason: str) -> None:
-    if _on_ci():
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
 def require_fleet() -> None:
     """Skip (or fail under CI=true) when the machine cannot run the fleet."""
     try:
@@ -47,7 +37,7 @@ def require_fleet() -> None:
         reason = str(exc)
     else:
         return
-    _unavailable(reason)
+    unavailable(reason)
 
 
 class _Factory:
@@ -75,7 +65,7 @@ class _Factory:
                 if pinned:
                     break
                 continue
-            _unavailable(reason)
+            unavailable(reason)
         raise FleetError(f"could not bring up a {size}-host fleet: {last}")
 
     def teardown(self) -> None:

@@ -32,7 +32,7 @@ def test_galaxy_build_produces_a_clean_tarball(tmp_path: Path) -> None:
     assert {"MANIFEST.json", "meta/runtime.yml", "plugins/modules/release.py"} <= names
     assert "roles/host/meta/argument_specs.yml" in names
     assert not any(
-        n.startswith((".venv", ".collections", ".fleet", ".demo", "build/")) for n in names
+        n.startswith((".venv", ".collections", ".fleet", ".demo", ".audit", "build/")) for n in names
     )
 
 

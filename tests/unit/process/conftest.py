@@ -22,6 +22,8 @@ from typing import Any
 
 import pytest
 
+from tests.ci import unavailable
+
 SUPERVISORD = Path(sys.executable).with_name("supervisord")
 PROGRAM = "strat"
 # Every wait below is bounded by count as well as by this many 0.1 s steps.
@@ -288,10 +290,11 @@ def _stop_daemon(daemon: subprocess.Popen[bytes]) -> bool:
 def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SupervisedHost]:
     """A real supervisord (``supervisord -n``, our child) serving ``<root>/run/supervisor.sock``.
 
-    Skips, with the reason, when supervisord is not installed or does not come up.
+    Skips, with the reason, when supervisord is not installed or does not come up
+    (fails instead under CI=true).
     """
     if not SUPERVISORD.exists():
-        pytest.skip(f"supervisord is not installed next to {sys.executable}")
+        unavailable(f"supervisord is not installed next to {sys.executable}")
     root, own_tmp = _host_root(tmp_path_factory)
     for rel in ("run", "supervisor/conf.d", "shared/log", "state"):
         (root / rel).mkdir(parents=True, exist_ok=True)
@@ -322,7 +325,7 @@ def supervised(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SupervisedH
                     break
             time.sleep(0.1)
         if not ready:
-            pytest.skip(f"supervisord did not start (exit {daemon.poll()}): {host.log()[-2000:]}")
+            unavailable(f"supervisord did not start (exit {daemon.poll()}): {host.log()[-2000:]}")
         yield host
     finally:
         if not _stop_daemon(daemon):
