@@ -169,10 +169,13 @@ def test_down_leaves_nothing_behind(fleet_factory):
     recorded = {row["pid"]: row["start_time"] for row in rows}
     assert len(namespaces) == 2
     assert mount_namespace("self") not in namespaces
-    assert _alive_in(namespaces)
+    daemon = int(started.stdout.strip())
+    assert daemon in _alive_in(namespaces), "the daemon runs inside a host's namespace"
+    daemon_start = process_start_time(daemon)
 
     fleet.down()
 
+    assert not _running(daemon, daemon_start), "down() stops what runs on the hosts"
     assert [pid for pid, start in recorded.items() if _running(pid, start)] == []
     assert _alive_in(namespaces) == []
     assert fleet.data_root not in real_root_mounts()

@@ -81,7 +81,9 @@ def _finish_leftovers(layout: Layout, log: ReleaseLog) -> None:
         if not doomed.name.endswith(PRUNE_SUFFIX) or doomed.is_symlink():
             continue
         rid = doomed.name[: -len(PRUNE_SUFFIX)]
-        if log.status_of(rid) not in (None, "pruned"):
+        # A release staged again under that id since the crash is not the one pruned.
+        restaged = (layout.releases / rid).exists()
+        if not restaged and log.status_of(rid) not in (None, "pruned"):
             log.append(rid, "pruned")
         shutil.rmtree(doomed)
 

@@ -177,6 +177,21 @@ def test_a_pruned_release_can_be_staged_again(layout: Layout, tmp_path: Path) ->
     assert plan.remove == ["r5"]
 
 
+def test_an_interrupted_prune_of_a_release_staged_again_leaves_its_log_alone(
+    layout: Layout, tmp_path: Path
+) -> None:
+    """Crash mid-prune of r3; r3 is then staged again and activated (a rollback by
+    redeploy). Finishing the old removal must not log the live r3 as pruned."""
+    (layout.releases / "r3").rename(layout.staging / "r3.prune")
+    ReleaseLog(layout.release_log).append("r3", "pruned")
+    stage(layout, craft_artifact(tmp_path / "again.tar.gz", "r3"), "r3")
+    activate(layout, "r3")
+    prune(layout, keep=1)
+    assert not (layout.staging / "r3.prune").exists()
+    assert (layout.releases / "r3").is_dir()
+    assert ReleaseLog(layout.release_log).status_of("r3") == "active"
+
+
 def test_keep_must_be_positive(layout: Layout) -> None:
     with pytest.raises(ValueError, match="at least 1"):
         plan_prune(layout, keep=0)
