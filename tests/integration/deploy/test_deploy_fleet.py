@@ -400,22 +400,26 @@ def test_one_host_fails_post_verify_and_every_host_switches_back(stage) -> None:
         ReleaseLog(fleet.host_dir(h) / "release-log.jsonl").rollback_target(before[0])
         for h in fleet.hosts
     ]
-    # dep-3's config for the new release names a fault mode the strategy does not
-    # know: there the new process exits at start and never reports the new release.
+    # dep-2's and dep-3's config for the new release names a fault mode the strategy
+    # does not know: there the new process exits at start and never reports the release.
     host_vars = fleet.inventory_path.parent / "host_vars"
     host_vars.mkdir(exist_ok=True)
-    (host_vars / "dep-3.yml").write_text("refapp_fault_mode: no-such-mode\n")
+    broken = ("dep-2", "dep-3")
+    for name in broken:
+        (host_vars / f"{name}.yml").write_text("refapp_fault_mode: no-such-mode\n")
     try:
         run = deploy(stage, "1.7.0", artifacts["1.7.0"], "-e", "release_verify_timeout=10")
     finally:
-        (host_vars / "dep-3.yml").unlink()
+        for name in broken:
+            (host_vars / f"{name}.yml").unlink()
     output = " ".join(run.output.split())
     assert run.rc != 0, output[-6000:]
-    report = output[output.find("DEPLOY FAILED after cutover") :][:2000]
+    report = output[output.find("DEPLOY FAILED after cutover") :][:3000]
     assert "every host that switched was switched back" in report, output[-6000:]
-    assert "not verified on: dep-3" in report, report
-    # The reason comes from supervisord, with the strategy's own last words.
-    assert "dep-3: refapp does not run 1.7.0-" in report, report
+    assert "not verified on: dep-2, dep-3" in report, report
+    # Each failed host's own reason, from supervisord, with the strategy's last words.
+    for name in broken:
+        assert f"{name}: refapp does not run 1.7.0-" in report, report
     assert "it stopped at start, supervisord:" in report, report
     assert "fault_mode must be one of" in report, report
     # Every host runs the release it ran before, read from the process.
