@@ -157,9 +157,11 @@ def activate(
             if r.status == "active" and r.release_id != release_id
         ]
         # The release ``current`` pointed at goes last: it is the rollback target.
+        # "previous" too: after a crash between a rollback's swap and its log, the
+        # release it ran is still logged previous, behind a newer one.
         if plan.previous is not None:
             before = view.get(plan.previous)
-            if before is None or before.status in ("staged", "active"):
+            if before is None or before.status in ("staged", "active", "previous"):
                 demote = [rid for rid in demote if rid != plan.previous] + [plan.previous]
         for rid in demote:
             log.append(rid, replaced)

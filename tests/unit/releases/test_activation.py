@@ -17,7 +17,7 @@ from tradeops.releases.activation import (
 from tradeops.releases.fsutil import swap_symlink
 from tradeops.releases.layout import LAYOUT_DIRS, Layout
 from tradeops.releases.manifest import MANIFEST_NAME
-from tradeops.releases.prune import remove_release
+from tradeops.releases.prune import prune, remove_release
 from tradeops.releases.releaselog import ReleaseLog
 from tradeops.releases.staging import StageError, stage
 from tradeops.testing.artifacts import craft_artifact
@@ -346,3 +346,19 @@ def test_a_release_marked_bad_before_it_was_staged_is_refused(
         stage(layout, craft_artifact(tmp_path / "D.tar.gz", "D-1.0"), "D")
     with pytest.raises(ActivationError):
         activate(layout, "D")
+
+
+def test_after_a_crash_in_a_rollback_the_release_it_ran_stays_the_rollback_target(
+    layout: Layout,
+) -> None:
+    """A rollback to A swapped current and died before its log line; the next
+    activation must make A (what ran) the rollback target, and prune must keep it."""
+    activate(layout, "A")
+    activate(layout, "B")  # A previous, B active
+    swap_symlink(layout.current, "releases/A")  # the rollback's swap; then SIGKILL
+    activate(layout, "C")
+    log = ReleaseLog(layout.release_log)
+    assert log.rollback_target("C") == "A"
+    plan = prune(layout, keep=1)
+    assert "A" not in plan.remove
+    assert (layout.releases / "A").is_dir()
