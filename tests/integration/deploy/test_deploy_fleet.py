@@ -408,7 +408,17 @@ def test_one_host_fails_post_verify_and_every_host_switches_back(stage) -> None:
     for name in broken:
         (host_vars / f"{name}.yml").write_text("refapp_fault_mode: no-such-mode\n")
     try:
-        run = deploy(stage, "1.7.0", artifacts["1.7.0"], "-e", "release_verify_timeout=10")
+        # Keep every release, so that the cutover's prune leaves the rollback target
+        # that 1.7.0's predecessor had (checked below).
+        run = deploy(
+            stage,
+            "1.7.0",
+            artifacts["1.7.0"],
+            "-e",
+            "release_verify_timeout=10",
+            "-e",
+            "release_keep=50",
+        )
     finally:
         for name in broken:
             (host_vars / f"{name}.yml").unlink()
@@ -433,7 +443,8 @@ def test_one_host_fails_post_verify_and_every_host_switches_back(stage) -> None:
         # Every host switched (the whole batch cut over) and went back: the failed
         # release is logged rolled-back and can never be the rollback target.
         assert log.releases()[failed[0]].status == "rolled-back", host.name
-    # The rollback target of the release running again is the one it had before.
+    # The rollback target of the release running again is the one it had before
+    # (the failed release, logged rolled-back, never takes its place).
     assert [
         ReleaseLog(fleet.host_dir(h) / "release-log.jsonl").rollback_target(before[0])
         for h in fleet.hosts
