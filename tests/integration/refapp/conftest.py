@@ -7,12 +7,12 @@ is skipped with the reason, except under ``CI=true`` where it fails.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from tests.ci import unavailable
 from tradeops.testing.postgres import (
     PostgresCluster,
     create_database,
@@ -20,18 +20,6 @@ from tradeops.testing.postgres import (
     stop_cluster,
     unavailable_reason,
 )
-
-
-def on_ci() -> bool:
-    """True under CI=true, where a missing prerequisite is a failure."""
-    return os.environ.get("CI", "").strip().lower() in ("true", "1", "yes")
-
-
-def unavailable(reason: str) -> None:
-    """Skip with ``reason``, or fail under CI=true."""
-    if on_ci():
-        pytest.fail(f"CI=true and {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")
