@@ -14,6 +14,7 @@ description:
   - Compares what every targeted host staged with what the controller decided.
   - Returns a dict of host name to the reason it fails; empty when the gate passes.
   - A host fails when it failed or was unreachable before the gate, reported nothing,
+    answered with a tradeops library other than the one the collection needs,
     no longer holds the staged release, staged another release id or manifest digest,
     or holds a config whose sha256 differs from the one rendered for it on the controller.
 author:
@@ -60,8 +61,13 @@ _value:
   type: dict
 """
 
+from ansible_collections.tradeops.algo.plugins.module_utils.host_api import (
+    NEEDED,
+    library_mismatch,
+)
 
 SUMMARY_KEYS = (
+    "host_library",
     "release_id",
     "manifest_digest",
     "action",
@@ -106,6 +112,11 @@ def gate_failure(host_vars):
 
 
 def _problem(report, release_id, manifest_digest, planned):
+    if not isinstance(report.get("host_library"), dict):
+        return "answered without its library version (it predates host API 2); %s" % NEEDED
+    mismatch = library_mismatch(report)
+    if mismatch:
+        return mismatch
     allowed = PLANNED_ACTIONS if planned else ("none",)
     if report.get("action", "none") not in allowed:
         return "no longer holds a staged %s (the check would %s it)" % (

@@ -6,13 +6,16 @@ and the common body of the collection's modules."""
 
 from __future__ import annotations
 
-import importlib
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.tradeops.algo.plugins.module_utils.host_api import (
+    HOST_API_VERSION,
+    LIBRARY_VERSION,
+)
 
 try:
-    import tradeops  # noqa: F401  pylint: disable=unused-import
+    import tradeops
 
     HAS_TRADEOPS = True
     TRADEOPS_IMPORT_ERROR = None
@@ -35,14 +38,29 @@ def require_tradeops(module):
 
 
 def run_handler(module, name):
-    """Run ``tradeops.modrun.<name>`` on the module's parameters and answer with its result.
+    """Send the module's parameters to ``tradeops.modrun`` as a host API request; answer.
 
-    The same handler runs under ``python -m tradeops.modrun`` (the action plugins'
-    fast path), so both ways give the same result.
+    The action plugins' fast path (``python -m tradeops.modrun``) sends the same
+    request, so both ways give the same result and the same refusals.
     """
     require_tradeops(module)
-    handler = importlib.import_module("tradeops.modrun." + name)
-    result = handler.run(module.params, module.check_mode, module._diff)
+    try:
+        from tradeops.modrun.api import handle  # pylint: disable=import-outside-toplevel
+    except ImportError:
+        module.fail_json(
+            msg="the tradeops library on this host (%s) predates the versioned host API; the "
+            "collection needs tradeops %s (host API %s): run the tradeops.algo.host role"
+            % (getattr(tradeops, "__version__", "unknown"), LIBRARY_VERSION, HOST_API_VERSION)
+        )
+    result = handle(
+        {
+            "api": HOST_API_VERSION,
+            "module": name,
+            "params": module.params,
+            "check_mode": module.check_mode,
+            "diff": module._diff,
+        }
+    )
     if result.pop("failed", False):
         module.fail_json(**result)
     module.exit_json(**result)

@@ -12,8 +12,14 @@ the open SSH channel to ``<venv python> -m tradeops.modrun``, which runs the
 same code as the module file and answers with the same result.
 
 It falls back to the standard module run when pipelining is off, the task is
-async, no interpreter is set, the host's library predates ``tradeops.modrun``,
-or the variable ``tradeops_modrun`` is false.
+async, no interpreter is set, or the variable ``tradeops_modrun`` is false. A
+host without the tradeops library fails with a message that names the fix:
+the module file needs the library too, so there is nothing to fall back to.
+
+The request carries the host API version (module_utils/host_api.py); the host
+refuses a version or a parameter it does not know (tradeops.modrun.api). The
+answer is scrubbed of the request's ``no_log`` values exactly as AnsibleModule
+scrubs its own result, on every path, failures included.
 """
 
 from __future__ import annotations
@@ -22,9 +28,14 @@ import hashlib
 import json
 import shlex
 
+from ansible.module_utils.basic import remove_values
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.module_utils.parsing.convert_bool import boolean
 from ansible.plugins.action import ActionBase
+from ansible_collections.tradeops.algo.plugins.module_utils.host_api import (
+    HOST_API_VERSION,
+    LIBRARY_VERSION,
+)
 
 MISSING_MARKERS = ("No module named tradeops", "No module named 'tradeops")
 
@@ -32,6 +43,17 @@ MISSING_MARKERS = ("No module named tradeops", "No module named 'tradeops")
 def _tail(text, limit=2000):
     """The last ``limit`` characters of a command's output, for a message."""
     return (text or "").strip()[-limit:]
+
+
+def _secrets(no_log_values):
+    """The request's ``no_log`` values, and each as it reads inside a JSON string.
+
+    A host that echoes its request escapes a multi-line value (a config file) as
+    JSON would: AnsibleModule's plain match would miss it there.
+    """
+    values = set(no_log_values)
+    values.update(json.dumps(value)[1:-1] for value in list(values) if isinstance(value, str))
+    return values
 
 
 class ModrunAction(ActionBase):
@@ -62,10 +84,14 @@ class ModrunAction(ActionBase):
         if python is None:
             return fallback(result)
         validated = ArgumentSpecValidator(**self.SPEC).validate(args)
+        secrets = _secrets(validated._no_log_values)
         if validated.error_messages:
-            result.update(failed=True, msg="; ".join(validated.error_messages))
+            result.update(
+                failed=True, msg=remove_values("; ".join(validated.error_messages), secrets)
+            )
             return result
         request = {
+            "api": HOST_API_VERSION,
             "module": self.MODULE.rsplit(".", 1)[-1],
             "params": validated.validated_parameters,
             "check_mode": bool(self._task.check_mode),
@@ -84,18 +110,20 @@ class ModrunAction(ActionBase):
         res = self._low_level_execute_command(command, sudoable=True, in_data=in_data)
         answer = self._parse(res)
         if answer is None:
-            if any(marker in res.get("stderr", "") for marker in MISSING_MARKERS):
-                return fallback(result)  # the host's library predates tradeops.modrun
-            result.update(
-                failed=True,
-                msg="%s on the host failed (rc=%s): %s"
-                % (command, res.get("rc"), _tail(res.get("stderr") or res.get("stdout"))),
-            )
+            output = _tail(res.get("stderr") or res.get("stdout"))
+            if any(marker in output for marker in MISSING_MARKERS):
+                msg = (
+                    "%s has no tradeops library; the collection needs tradeops %s (host API %s): "
+                    "run the tradeops.algo.host role" % (python, LIBRARY_VERSION, HOST_API_VERSION)
+                )
+            else:
+                msg = "%s on the host failed (rc=%s): %s" % (command, res.get("rc"), output)
+            result.update(failed=True, msg=remove_values(msg, secrets))
             return result
         answer.setdefault("changed", False)
         if not self._task.diff:
             answer.pop("diff", None)
-        result.update(answer)
+        result.update(remove_values(answer, secrets))
         return result
 
     def _ansiballz(self, args, task_vars):

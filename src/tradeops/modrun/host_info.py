@@ -2,31 +2,45 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from tradeops.process.running import read_running
 from tradeops.releases.layout import inspect_host
 
 
-def run(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class HostInfoParams:
+    """The module's parameters."""
+
+    root: str
+    require_layout: bool = False
+    min_free_bytes: int = 0
+    status_url: str | None = None
+
+
+PARAMS = HostInfoParams
+
+
+def run(params: HostInfoParams, check_mode: bool, diff: bool) -> dict[str, Any]:
     """Describe the host; fail the preflight checks that were asked for."""
     del check_mode, diff  # reads only
     try:
-        info: dict[str, Any] = inspect_host(params["root"])
+        info: dict[str, Any] = inspect_host(params.root)
     except (ValueError, RuntimeError) as exc:
         return {"failed": True, "msg": str(exc)}
-    if params.get("status_url"):
-        info["running"] = read_running(params["status_url"]).as_dict()
-    if not info["exists"] and (params.get("require_layout") or params.get("min_free_bytes")):
+    if params.status_url:
+        info["running"] = read_running(params.status_url).as_dict()
+    if not info["exists"] and (params.require_layout or params.min_free_bytes):
         return {"failed": True, "msg": f"{info['root']} does not exist", **info}
-    if params.get("require_layout") and not info["layout_ok"]:
+    if params.require_layout and not info["layout_ok"]:
         missing = ", ".join(info["missing_dirs"])
         return {
             "failed": True,
             "msg": f"tradeops layout incomplete under {info['root']}: missing {missing}",
             **info,
         }
-    need = params.get("min_free_bytes") or 0
+    need = params.min_free_bytes or 0
     free = info.get("free_bytes") or 0
     if need and free < need:
         return {

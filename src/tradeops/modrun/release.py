@@ -2,39 +2,38 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from tradeops.modrun import module_result
 from tradeops.releases.service import ReleaseRequest, ReleaseServiceError, run_release
 
-FIELDS = (
-    "root",
-    "state",
-    "release_id",
-    "artifact",
-    "shared_links",
-    "keep",
-    "reason",
-    "verify",
-    "manifest_digest",
-    "version",
-    "config_files",
-    "prune",
-    "replaced",
-)
+
+@dataclass
+class ReleaseParams(ReleaseRequest):
+    """The module's parameters: the release service's request, and ``src``.
+
+    ``src`` is the controller's: the action plugin transfers it and sends
+    ``artifact`` instead; it is declared so that the module file can pass its
+    parameters as they are, and refused here when set.
+    """
+
+    src: str | None = None
 
 
-def run(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
-    """Bring a release to ``params['state']``."""
-    if params.get("src"):
+PARAMS = ReleaseParams
+
+
+def run(params: ReleaseParams, check_mode: bool, diff: bool) -> dict[str, Any]:
+    """Bring a release to ``params.state``."""
+    if params.src:
         return {
             "failed": True,
             "msg": "src is copied by the tradeops.algo.release action plugin; call the module "
             "by its name, or copy the artifact and give artifact",
         }
-    request = ReleaseRequest(**{name: params[name] for name in FIELDS if name in params})
     try:
-        outcome = run_release(request, check_mode=check_mode)
+        outcome = run_release(params, check_mode=check_mode)
     except ReleaseServiceError as exc:
-        return {"failed": True, "msg": str(exc), "release_id": params.get("release_id")}
+        return {"failed": True, "msg": str(exc), "release_id": params.release_id}
     return module_result(outcome, diff)

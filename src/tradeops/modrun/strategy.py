@@ -7,14 +7,13 @@ from typing import Any
 from tradeops.modrun import module_result
 from tradeops.process.service import StrategyError, StrategyRequest, run_strategy
 
-FIELDS = ("root", "name", "state", "manager", "definition", "status_url", "release_id", "timeout")
+PARAMS = StrategyRequest
 
 
-def run(params: dict[str, Any], check_mode: bool, diff: bool) -> dict[str, Any]:
-    """Bring the strategy process to ``params['state']``."""
-    request = StrategyRequest(**{name: params[name] for name in FIELDS if name in params})
+def run(params: StrategyRequest, check_mode: bool, diff: bool) -> dict[str, Any]:
+    """Bring the strategy process to ``params.state``."""
     try:
-        outcome = run_strategy(request, check_mode=check_mode)
+        outcome = run_strategy(params, check_mode=check_mode)
     except StrategyError as exc:
-        return {"failed": True, "msg": str(exc), "name": params.get("name")}
+        return {"failed": True, "msg": str(exc), "name": params.name}
     return module_result(outcome, diff)

@@ -550,3 +550,90 @@ def test_a_host_lost_after_cutover_is_named_as_not_switched_back(stage) -> None:
     assert current_of(fleet) == before
     assert [running_release(fleet, h) for h in fleet.hosts] == before
     assert [running_status(fleet, h).get("pid") for h in good] == pids
+
+
+# The host contract (issue 11): a host one library behind is refused before anything
+# is locked or staged, and a no_log value never leaves the file it was rendered into.
+
+OLD_LIBRARY_COMMIT = "6a908a2"  # tradeops 0.1.0, the last library before the host API
+PIP_WHEEL = (sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q")
+
+
+def _old_library_wheel(work: Path) -> Path:
+    """Build the wheel of tradeops 0.1.0 from this repository's history."""
+    src = work / "old-library"
+    if not src.is_dir():
+        src.mkdir()
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", OLD_LIBRARY_COMMIT, "pyproject.toml", "src"],
+            capture_output=True,
+            check=False,
+        )
+        if archive.returncode != 0:
+            pytest.fail(f"cannot read {OLD_LIBRARY_COMMIT} from git: {archive.stderr!r}")
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive.stdout, check=True)
+        (src / "README.md").write_text("tradeops 0.1.0\n")
+    out = work / "old-wheel"
+    subprocess.run(
+        [*PIP_WHEEL, "-w", str(out), str(src)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    (wheel,) = out.glob("tradeops-0.1.0-*.whl")
+    return wheel
+
+
+def _install_on(fleet, host, wheel: Path) -> None:
+    (fleet.host_dir(host) / wheel.name).write_bytes(wheel.read_bytes())
+    pip = (
+        f"{ROOT}/venv/bin/python -m pip install -q --no-deps --force-reinstall {ROOT}/{wheel.name}"
+    )
+    done = fleet.ssh(host, pip, timeout=300)
+    assert done.returncode == 0, done.stderr
+    (fleet.host_dir(host) / wheel.name).unlink()
+
+
+def test_a_host_with_an_older_library_is_refused_before_anything_is_staged(stage) -> None:
+    fleet, _common, _artifacts, work = stage
+    host = fleet.hosts[1]
+    _install_on(fleet, host, _old_library_wheel(work))
+    try:
+        output, _before = _knight_case(stage, "2.0.0")
+    finally:
+        (current,) = (REPO / "build" / "wheelhouse").glob("tradeops-*.whl")
+        _install_on(fleet, host, current)
+    assert "HOST LIBRARY MISMATCH: nothing was locked or staged on any host" in output
+    assert (
+        f"{host.name}: its library is tradeops 0.1.0 (host API none: it predates the "
+        "versioned host API); the collection needs tradeops 0.2.0 (host API 2)"
+    ) in output, output[-4000:]
+    other = [h.name for h in fleet.hosts if h.name != host.name]
+    assert all(f"{name}: its library" not in output for name in other)
+    for each in fleet.hosts:
+        assert not list((fleet.host_dir(each) / "releases").glob("2.0.0-*")), each.name
+        assert not (fleet.host_dir(each) / "deploy.lock").exists(), each.name
+
+
+def test_a_no_log_value_stays_in_the_config_it_was_rendered_into(stage) -> None:
+    fleet, _common, artifacts, work = stage
+    secret = "planted-secret-7d41e0b2"
+    run = deploy(
+        stage, "2.1.0", artifacts["2.1.0"], "-vv", "-e", f"refapp_managed_comment={secret}"
+    )
+    assert run.rc == 0, run.output[-5000:]
+    assert secret not in run.output
+    where = [str(work / "audit"), str(REPO / ".audit")]
+    where += [str(fleet.host_dir(h)) for h in fleet.hosts]
+    found = subprocess.run(
+        ["grep", "-rlF", "--exclude-dir=venv", "--exclude-dir=wheelhouse", secret]
+        + [w for w in where if Path(w).exists()],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.split()
+    rid = current_of(fleet)[0]
+    expected = sorted(
+        str(fleet.host_dir(h) / "shared/config" / rid / "refapp.yml") for h in fleet.hosts
+    )
+    assert sorted(found) == expected

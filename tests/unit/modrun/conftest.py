@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tradeops.modrun import api
 from tradeops.releases.artifact import BuiltArtifact, build_artifact
 from tradeops.releases.layout import LAYOUT_DIRS, Layout
 
@@ -95,6 +96,13 @@ def host_info_params(root: Path, **over: Any) -> dict[str, Any]:
     return params
 
 
+def handle(request: dict[str, Any]) -> dict[str, Any]:
+    """``api.handle``, checking that the answer names the library; the result without it."""
+    result = api.handle(request)
+    assert result.pop("host_library") == api.host_library(), result
+    return result
+
+
 def run_modrun(stdin: str | bytes, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
     """``python -m tradeops.modrun`` in a real process, as the action plugin runs it."""
     env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
@@ -118,6 +126,7 @@ def modrun_answer(request: Any) -> dict[str, Any]:
     assert len(lines) == 1, proc.stdout
     answer = json.loads(lines[0])
     assert isinstance(answer, dict)
+    assert answer.pop("host_library") == api.host_library(), answer
     return answer
 
 

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tradeops.modrun.__main__ import handle
+from tests.unit.modrun.conftest import handle
+from tradeops.modrun.api import API_VERSION
 from tradeops.releases.layout import Layout
 
 from .conftest import lock_params, modrun_answer
@@ -16,7 +17,9 @@ GONE_PID = 2**30  # above any pid_max: never a live process
 
 def deploy_lock(root: Path, check_mode: bool = False, **over: Any) -> dict[str, Any]:
     params = lock_params(root, **over)
-    return handle({"module": "deploy_lock", "params": params, "check_mode": check_mode})
+    return handle(
+        {"api": API_VERSION, "module": "deploy_lock", "params": params, "check_mode": check_mode}
+    )
 
 
 def audit_events(layout: Layout) -> list[dict[str, Any]]:
@@ -135,7 +138,13 @@ def test_a_root_that_is_not_bootstrapped_fails(tmp_path: Path) -> None:
 
 def test_process_round_trip(layout: Layout) -> None:
     def call(**over: Any) -> dict[str, Any]:
-        return modrun_answer({"module": "deploy_lock", "params": lock_params(layout.root, **over)})
+        return modrun_answer(
+            {
+                "api": API_VERSION,
+                "module": "deploy_lock",
+                "params": lock_params(layout.root, **over),
+            }
+        )
 
     assert call()["acquired"] is True
     refused = call(run_id="run-2")

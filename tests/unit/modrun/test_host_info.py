@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import tradeops
-from tradeops.modrun.__main__ import handle
+from tests.unit.modrun.conftest import handle
+from tradeops.modrun.api import API_VERSION
 from tradeops.releases.layout import LAYOUT_DIRS, Layout
 
 from .conftest import closed_url, host_info_params
@@ -16,7 +17,9 @@ from .conftest import closed_url, host_info_params
 
 def host_info(root: Path | str, check_mode: bool = False, **over: Any) -> dict[str, Any]:
     params = host_info_params(Path(root), **over)
-    return handle({"module": "host_info", "params": params, "check_mode": check_mode})
+    return handle(
+        {"api": API_VERSION, "module": "host_info", "params": params, "check_mode": check_mode}
+    )
 
 
 def test_a_complete_layout(layout: Layout) -> None:

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from tradeops.modrun.__main__ import handle
+from tests.unit.modrun.conftest import handle
+from tradeops.modrun.api import API_VERSION
 from tradeops.releases.artifact import BuiltArtifact
 from tradeops.releases.layout import Layout
 
@@ -35,7 +36,15 @@ def release(
     **over: Any,
 ) -> dict[str, Any]:
     params = release_params(root, state, release_id, **over)
-    return handle({"module": "release", "params": params, "check_mode": check_mode, "diff": diff})
+    return handle(
+        {
+            "api": API_VERSION,
+            "module": "release",
+            "params": params,
+            "check_mode": check_mode,
+            "diff": diff,
+        }
+    )
 
 
 def test_stage_with_config_files(layout: Layout, artifacts: dict[str, BuiltArtifact]) -> None:
@@ -236,7 +245,9 @@ def test_process_stage_with_config_files(
         artifact=str(artifacts["1.0"].path),
         config_files=config_files(),
     )
-    answer = modrun_answer({"module": "release", "params": params, "diff": True})
+    answer = modrun_answer(
+        {"api": API_VERSION, "module": "release", "params": params, "diff": True}
+    )
     assert answer["changed"] is True
     assert answer["config_sha256"] == answer["config_expected_sha256"]
     assert answer["config_sha256"] == {"config/r1/refapp.yml": CONFIG_SHA}

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 import tradeops.modrun.strategy
-from tradeops.modrun.__main__ import handle
+from tests.unit.modrun.conftest import handle
+from tradeops.modrun.api import API_VERSION
 from tradeops.process.service import StrategyError, StrategyOutcome, StrategyRequest
 
 from .conftest import modrun_answer
@@ -35,7 +36,7 @@ def strategy_params(root: Path, **over: Any) -> dict[str, Any]:
 def strategy(
     root: Path, check_mode: bool = False, diff: bool = False, **over: Any
 ) -> dict[str, Any]:
-    request = {"module": "strategy", "params": strategy_params(root, **over)}
+    request = {"api": API_VERSION, "module": "strategy", "params": strategy_params(root, **over)}
     return handle({**request, "check_mode": check_mode, "diff": diff})
 
 
@@ -55,7 +56,15 @@ def test_params_become_the_request(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         release_id="r2",
         timeout=5.0,
     )
-    result = handle({"module": "strategy", "params": params, "check_mode": True, "diff": True})
+    result = handle(
+        {
+            "api": API_VERSION,
+            "module": "strategy",
+            "params": params,
+            "check_mode": True,
+            "diff": True,
+        }
+    )
     assert result == {
         "action": "restart",
         "changed": True,
@@ -76,7 +85,7 @@ def test_params_become_the_request(tmp_path: Path, monkeypatch: pytest.MonkeyPat
             True,
         )
     ]
-    no_diff = handle({"module": "strategy", "params": params})
+    no_diff = handle({"api": API_VERSION, "module": "strategy", "params": params})
     assert "diff" not in no_diff
 
 
@@ -123,6 +132,8 @@ def test_a_strategy_error_from_the_service_keeps_its_message(
 
 
 def test_process_without_supervisord(tmp_path: Path) -> None:
-    answer = modrun_answer({"module": "strategy", "params": strategy_params(tmp_path)})
+    answer = modrun_answer(
+        {"api": API_VERSION, "module": "strategy", "params": strategy_params(tmp_path)}
+    )
     assert answer["failed"] is True
     assert "supervisord" in answer["msg"]

@@ -21,12 +21,15 @@ def load(relpath: str):
 
 gate = load("plugins/filter/gate.py")
 audit = load("plugins/callback/audit.py")
+host_api = load("plugins/module_utils/host_api.py")
 
 RID, DIGEST = "1.0-abc", "d" * 64
+LIBRARY = {"version": host_api.LIBRARY_VERSION, "api": host_api.HOST_API_VERSION, "oldest_api": 2}
 
 
 def report(**over):
     base = {
+        "host_library": LIBRARY,
         "release_id": RID,
         "manifest_digest": DIGEST,
         "action": "none",

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from tradeops.modrun.__main__ import handle
+from tests.unit.modrun.conftest import handle
+from tradeops.modrun.api import API_VERSION
 from tradeops.releases import service
 from tradeops.releases.activation import activate
 from tradeops.releases.layout import LAYOUT_DIRS, Layout
@@ -47,7 +48,13 @@ def cutover(host: SupervisedHost, release_id: str, check_mode: bool = False, **o
         "timeout": 60.0,
     }
     params.update(over)
-    request = {"module": "cutover", "params": params, "check_mode": check_mode, "diff": True}
+    request = {
+        "api": API_VERSION,
+        "module": "cutover",
+        "params": params,
+        "check_mode": check_mode,
+        "diff": True,
+    }
     return handle(request)
 
 
