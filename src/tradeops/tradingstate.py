@@ -6,19 +6,29 @@ read-only and looks at it before every order: a couple of memory reads, no syste
 call in the common case, and it keeps working when the agent dies. A missing,
 short, corrupt or unreadable file reads as HALTED (fail closed).
 
-File format: 64 bytes, little-endian::
+File format (major version 1): 64 bytes, little-endian::
 
     offset size  field
      0      4    magic b"TOTS"
-     4      1    format version (1)
+     4      1    major format version (1)
      5      1    state: 1 ACTIVE, 2 REDUCING, 3 HALTED (anything else: HALTED)
      6      1    superseded flag: 0 current, 1 replaced by a newer file
-     7      1    reserved (0)
+     7      1    minor format version (0; was "reserved, 0" before minors existed)
      8      8    generation, u64, +1 on every write
     16      8    updated_at, u64, Unix time in nanoseconds
     24     16    who, UTF-8, NUL padded (truncated)
     40     20    reason, UTF-8, NUL padded (truncated)
     60      4    CRC-32 of bytes 0..59 with byte 6 read as 0
+
+Compatibility rules (docs/host-contract.md; tests/unit/test_tradingstate_compat.py
+checks them against a release built with the oldest supported reader):
+
+* A reader accepts every minor version of its major version. A newer minor may
+  only give meaning to byte 7 and to bytes after offset 64 (a file may be longer
+  than 64 bytes); it never changes the meaning of bytes 0..63, so an older
+  reader still reads the state, generation, who and reason right.
+* Anything else is a new major version, which every older reader reads as
+  HALTED (fail closed), as it does a missing, short or corrupt file.
 
 A rename does not reach a reader that mapped the old file, so after the rename the
 writer sets the superseded flag in the old file (the same page the readers map);
@@ -44,7 +54,9 @@ from pathlib import Path
 from tradeops.brokers.base import Side
 
 MAGIC = b"TOTS"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # the major version: readers refuse any other
+FORMAT_MINOR = 0  # written by this library; readers accept any minor of their major
+MINOR_OFFSET = 7
 RECORD_SIZE = 64
 SUPERSEDED_OFFSET = 6
 STATE_OFFSET = 5
@@ -71,11 +83,13 @@ class StateRecord:
     who: str = ""
     reason: str = ""
     error: str | None = None
+    format_minor: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """Return the record as plain JSON-able data."""
         return {
             "state": self.state.name,
+            "format": f"{FORMAT_VERSION}.{self.format_minor}",
             "generation": self.generation,
             "updated_ns": self.updated_ns,
             "who": self.who,
@@ -114,7 +128,7 @@ def encode(
         FORMAT_VERSION,
         int(state),
         0,
-        0,
+        FORMAT_MINOR,
         generation,
         updated_ns or time.time_ns(),
         _fit(who, 16),
@@ -127,7 +141,7 @@ def decode(buf: bytes | bytearray | mmap.mmap) -> StateRecord:
     """Decode a record; anything invalid decodes as HALTED with ``error`` set."""
     if len(buf) < RECORD_SIZE:
         return StateRecord(TradingState.HALTED, error=f"short file ({len(buf)} bytes)")
-    magic, version, state, _sup, _res, generation, updated, who, reason = _HEAD.unpack(buf[:60])
+    magic, version, state, _sup, minor, generation, updated, who, reason = _HEAD.unpack(buf[:60])
     if magic != MAGIC:
         return StateRecord(TradingState.HALTED, error="bad magic")
     if version != FORMAT_VERSION:
@@ -139,7 +153,7 @@ def decode(buf: bytes | bytearray | mmap.mmap) -> StateRecord:
         value = TradingState(state)
     except ValueError:
         return StateRecord(TradingState.HALTED, generation, updated, error=f"bad state {state}")
-    return StateRecord(value, generation, updated, _text(who), _text(reason))
+    return StateRecord(value, generation, updated, _text(who), _text(reason), format_minor=minor)
 
 
 def read_state(path: str | os.PathLike[str]) -> StateRecord:

@@ -49,7 +49,6 @@ class Handler(Protocol):
 
     def run(self, params: Any, check_mode: bool, diff: bool) -> dict[str, Any]:
         """Run the module; return its result."""
-        ...
 
 
 def host_library() -> dict[str, Any]:
