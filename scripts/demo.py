@@ -113,7 +113,7 @@ def wait_for(url: str, what: str, check: Any, timeout: float = 60) -> dict[str, 
 
 
 def show_phases(run_started: float) -> None:
-    """Print the deploy phases the audit callback recorded for the last run."""
+    """Print the deploy phases the deploy recorded in its audit log for the last run."""
     path = AUDIT / "deploy-audit.jsonl"
     lines = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
     runs = [x for x in lines if x.get("run_id")]

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shlex
+import time
 
 from ansible.module_utils.basic import remove_values
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
@@ -70,6 +71,17 @@ class ModrunAction(ActionBase):
         return self.run_module(result, dict(self._task.args), task_vars)
 
     def run_module(self, result, args, task_vars, stream=None, fallback=None):
+        """Run the module with ``args``; update and return ``result`` (see ``_run_module``).
+
+        The result's ``elapsed_s`` is the time the call took, as the controller saw it:
+        the deploy's audit record sums it per phase.
+        """
+        started = time.monotonic()
+        result = self._run_module(result, args, task_vars, stream, fallback)
+        result["elapsed_s"] = round(time.monotonic() - started, 3)
+        return result
+
+    def _run_module(self, result, args, task_vars, stream=None, fallback=None):
         """Run the module with ``args``; update and return ``result``.
 
         ``stream``: a controller file sent after the request on the same channel,

@@ -10,6 +10,7 @@ from tests.integration.ansible_run import BIN, REPO, ansible_env
 
 MODULES = (
     "tradeops.algo.cutover",
+    "tradeops.algo.deploy_audit",
     "tradeops.algo.deploy_lock",
     "tradeops.algo.host_info",
     "tradeops.algo.release",

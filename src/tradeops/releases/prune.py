@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tradeops.releases.fsutil import crashpoint, fsync_dir
@@ -25,11 +26,12 @@ class PrunePlan:
     remove: list[str] = field(default_factory=list)
     keep: dict[str, str] = field(default_factory=dict)
     unknown: list[str] = field(default_factory=list)
+    unfinished: list[str] = field(default_factory=list)  # removals a crash interrupted
 
     @property
     def changed(self) -> bool:
-        """True when something would be removed."""
-        return bool(self.remove)
+        """True when something would be removed, or a crash left a removal to finish."""
+        return bool(self.remove or self.unfinished)
 
 
 def _present(layout: Layout) -> set[str]:
@@ -56,7 +58,10 @@ def plan_prune(layout: Layout, keep: int) -> PrunePlan:
     rollback = log.rollback_target(current)
     present = _present(layout)
     ordered = [r for r in log.ordered() if r.release_id in present and r.status != "pruned"]
-    plan = PrunePlan(unknown=sorted(present - {r.release_id for r in ordered}))
+    plan = PrunePlan(
+        unknown=sorted(present - {r.release_id for r in ordered}),
+        unfinished=[d.name[: -len(PRUNE_SUFFIX)] for d in _leftovers(layout)],
+    )
     newest = {r.release_id for r in ordered[-keep:]}
     for record in ordered:
         rid = record.release_id
@@ -73,13 +78,20 @@ def plan_prune(layout: Layout, keep: int) -> PrunePlan:
     return plan
 
 
+def _leftovers(layout: Layout) -> list[Path]:
+    """``.staging/<id>.prune`` directories: removals a crash interrupted."""
+    if not layout.staging.is_dir():
+        return []
+    return sorted(
+        d
+        for d in layout.staging.iterdir()
+        if d.name.endswith(PRUNE_SUFFIX) and d.is_dir() and not d.is_symlink()
+    )
+
+
 def _finish_leftovers(layout: Layout, log: ReleaseLog) -> None:
     """Complete removals a crash interrupted: ``.staging/<id>.prune`` directories."""
-    if not layout.staging.is_dir():
-        return
-    for doomed in sorted(layout.staging.iterdir()):
-        if not doomed.name.endswith(PRUNE_SUFFIX) or doomed.is_symlink():
-            continue
+    for doomed in _leftovers(layout):
         rid = doomed.name[: -len(PRUNE_SUFFIX)]
         # A release staged again under that id since the crash is not the one pruned.
         restaged = (layout.releases / rid).exists()

@@ -232,6 +232,7 @@ def _pruned(layout: Layout, request: ReleaseRequest, check_mode: bool) -> Outcom
         "removed": plan.remove,
         "kept": plan.keep,
         "unknown": plan.unknown,
+        "unfinished": plan.unfinished,
         "current": layout.current_release(),
     }
     diff = None

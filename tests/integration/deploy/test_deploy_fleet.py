@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.integration.ansible_run import REPO, run_playbook
 from tradeops.releases.artifact import build_artifact
@@ -109,7 +110,14 @@ def running_release(fleet, host) -> str | None:
     return running_status(fleet, host).get("release_id")
 
 
-PHASES = ("lock", "preflight", "snapshot", "stage", "gate", "cutover", "verify", "unlock")
+# The phases the user can hook, from the role's one phase list (roles/release/vars/main.yml).
+PHASES = tuple(
+    phase["name"]
+    for phase in yaml.safe_load((REPO / "roles/release/vars/main.yml").read_text())[
+        "release_phases"
+    ]
+    if (REPO / "roles/release/tasks" / f"phase_{phase['name']}.yml").is_file()
+)
 
 
 def test_deploy_two_releases_everywhere(stage) -> None:
@@ -637,3 +645,144 @@ def test_a_no_log_value_stays_in_the_config_it_was_rendered_into(stage) -> None:
         str(fleet.host_dir(h) / "shared/config" / rid / "refapp.yml") for h in fleet.hosts
     )
     assert sorted(found) == expected
+
+
+# As a user gets it: the collection from its Galaxy tarball, installed outside this
+# repository, run by ansible-runner from a project with the user's own ansible.cfg.
+
+USER_CFG = """[defaults]
+collections_path = {collections}
+forks = 5
+"""
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's shell: none of this repo's Ansible or audit settings."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("ANSIBLE_", "TRADEOPS_", "PYTEST_")) and k != "PYTHONPATH"
+    }
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(extra)
+    return env
+
+
+@pytest.fixture(scope="module")
+def user_project(stage, tmp_path_factory) -> Path:
+    """An ansible-runner private data dir using the collection installed from its tarball."""
+    fleet, _common, _artifacts, _work = stage
+    base = tmp_path_factory.mktemp("as-a-user")
+    galaxy = str(Path(sys.executable).parent / "ansible-galaxy")
+    subprocess.run(
+        [galaxy, "collection", "build", "--output-path", str(base / "dist"), str(REPO)],
+        cwd=base,
+        env=_clean_env(),
+        check=True,
+        capture_output=True,
+    )
+    (tarball,) = (base / "dist").glob("tradeops-algo-*.tar.gz")
+    collections = base / "collections"
+    subprocess.run(
+        [galaxy, "collection", "install", "--offline", "-p", str(collections), str(tarball)],
+        cwd=base,
+        env=_clean_env(),
+        check=True,
+        capture_output=True,
+    )
+    assert (collections / "ansible_collections/tradeops/algo/MANIFEST.json").is_file()
+    private = base / "runner"
+    (private / "project").mkdir(parents=True)
+    (private / "inventory").mkdir()
+    (private / "env").mkdir()
+    (private / "project" / "ansible.cfg").write_text(USER_CFG.format(collections=collections))
+    (private / "project" / "deploy.yml").write_text(
+        "---\n- name: Deploy\n  ansible.builtin.import_playbook: tradeops.algo.deploy\n"
+    )
+    (private / "inventory" / "hosts.yml").write_text(fleet.inventory_path.read_text())
+    envvars = {"TRADEOPS_AUDIT_DIR": str(base / "audit")}
+    (private / "env" / "envvars").write_text(json.dumps(envvars))
+    # The only tradeops.algo this project sees is the one installed from the tarball.
+    listed = subprocess.run(
+        [galaxy, "collection", "list", "tradeops.algo", "--format", "json"],
+        cwd=private / "project",
+        env=_clean_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert list(json.loads(listed)) == [str(collections / "ansible_collections")], listed
+    return private
+
+
+def run_as_a_user(private: Path, version: str, artifact: Path) -> tuple[int, str]:
+    extravars = {
+        **EXTRA_VARS,
+        "target_hosts": "dep",
+        "release_version": version,
+        "release_artifact": str(artifact),
+    }
+    (private / "env" / "extravars").write_text(json.dumps(extravars))
+    runner = str(Path(sys.executable).parent / "ansible-runner")
+    done = subprocess.run(
+        [runner, "run", str(private), "-p", "deploy.yml", "--ident", f"deploy-{version}"],
+        cwd=private.parent,
+        env=_clean_env(),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    stdout = private / "artifacts" / f"deploy-{version}" / "stdout"
+    output = stdout.read_text() if stdout.is_file() else done.stdout + done.stderr
+    return done.returncode, " ".join(output.split())
+
+
+def _audit_lines(private: Path, release_prefix: str) -> list[dict]:
+    path = private.parent / "audit" / "deploy-audit.jsonl"
+    lines = [json.loads(x) for x in path.read_text().splitlines()] if path.is_file() else []
+    return [ln for ln in lines if str(ln.get("release_id")).startswith(release_prefix)]
+
+
+def test_as_a_user_the_installed_collection_deploys_audits_and_refuses(
+    stage, user_project: Path
+) -> None:
+    fleet, _common, _artifacts, work = stage
+    good = build_artifact("3.0.0", work / "user-good").path
+    rc, output = run_as_a_user(user_project, "3.0.0", good)
+    assert rc == 0, output[-5000:]
+    currents = current_of(fleet)
+    assert len(set(currents)) == 1
+    assert currents[0].startswith("3.0.0-")
+    audit = _audit_lines(user_project, "3.0.0-")
+    for host in fleet.hosts:
+        phases = [ln["phase"] for ln in audit if ln["host"] == host.name]
+        expected = ["plan", "lock", "preflight", "stage", "gate", "cutover", "verify", "unlock"]
+        assert phases == expected, (host.name, phases)
+    (run_id,) = {ln["run_id"] for ln in audit}
+    gate = json.loads((user_project.parent / "audit" / f"gate-{run_id}.json").read_text())
+    assert gate["passed"] is True
+    assert sorted(gate["hosts"]) == sorted(h.name for h in fleet.hosts)
+
+    # A bad host is still refused: dep-2 holds a directory under the new release id.
+    bad = build_artifact("3.1.0", work / "user-bad").path
+    manifest = subprocess.run(
+        ["tar", "-xzOf", str(bad), "MANIFEST"], capture_output=True, check=True
+    ).stdout
+    squatter = fleet.host_dir(2) / "releases" / ("3.1.0-" + json.loads(manifest)["digest"][:12])
+    squatter.mkdir()
+    try:
+        rc, output = run_as_a_user(user_project, "3.1.0", bad)
+    finally:
+        squatter.rmdir()
+    assert rc != 0
+    assert "GATE FAILED" in output, output[-5000:]
+    assert current_of(fleet) == currents, "no host may be activated"
+    audit = _audit_lines(user_project, "3.1.0-")
+    failed = [(ln["host"], ln["phase"]) for ln in audit if ln["outcome"] == "failed"]
+    assert ("dep-2", "stage") in failed, audit
+    (run_id,) = {ln["run_id"] for ln in audit}
+    gate = json.loads((user_project.parent / "audit" / f"gate-{run_id}.json").read_text())
+    assert gate["passed"] is False
+    assert list(gate["offenders"]) == ["dep-2"]

@@ -20,7 +20,6 @@ def load(relpath: str):
 
 
 gate = load("plugins/filter/gate.py")
-audit = load("plugins/callback/audit.py")
 host_api = load("plugins/module_utils/host_api.py")
 
 RID, DIGEST = "1.0-abc", "d" * 64
@@ -124,18 +123,3 @@ def test_gate_failure_reads_registered_results(host_vars, failure) -> None:
 )
 def test_gate_summary_keeps_what_the_gate_compares(result, summary) -> None:
     assert gate.gate_summary(result) == summary
-
-
-@pytest.mark.parametrize(
-    ("name", "phase"),
-    [
-        ("Stage | Copy the artifact, one archive per host", "stage"),
-        ("tradeops.algo.release : Verify | Read the release", "verify"),
-        ("Gate | Stop with no host activated", "gate"),
-        ("Install tradeops", None),
-        ("Stage phase", None),
-        ("Staging | something", None),
-    ],
-)
-def test_audit_phase_from_task_name(name: str, phase: str | None) -> None:
-    assert audit.phase_of(name) == phase

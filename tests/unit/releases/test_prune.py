@@ -165,6 +165,18 @@ def test_interrupted_prune_is_finished(layout: Layout) -> None:
     assert present(layout) == ["r1", "r2", "r5"]
 
 
+def test_an_interrupted_prune_is_work_even_when_nothing_else_is_due(layout: Layout) -> None:
+    # The same request re-run after the crash: keep is large, so no release is due.
+    (layout.releases / "r3").rename(layout.staging / "r3.prune")
+    plan = plan_prune(layout, keep=50)
+    assert (plan.remove, plan.unfinished, plan.changed) == ([], ["r3"], True)
+    assert (layout.staging / "r3.prune").is_dir()  # the plan changes nothing
+    prune(layout, keep=50)
+    assert not (layout.staging / "r3.prune").exists()
+    assert ReleaseLog(layout.release_log).status_of("r3") == "pruned"
+    assert plan_prune(layout, keep=50).changed is False
+
+
 def test_a_pruned_release_can_be_staged_again(layout: Layout, tmp_path: Path) -> None:
     prune(layout, keep=1)
     stage(layout, craft_artifact(tmp_path / "again.tar.gz", "r3"), "r3")
