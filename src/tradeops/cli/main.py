@@ -44,6 +44,7 @@ class Subcommand:
 
     module: str
     extra: str | None = None
+    hint: str | None = None  # what to do when the extra is absent (default: install it)
 
     @property
     def package(self) -> str:
@@ -54,10 +55,14 @@ class Subcommand:
 # Sub-command name -> where it lives. The order is the order of ``tradeops --help``.
 SUBCOMMANDS: dict[str, Subcommand] = {
     "sim": Subcommand("tradeops.sim.cli", extra="staging"),
-    "refapp": Subcommand("tradeops.refapp.cli"),
+    "refapp": Subcommand(
+        "tradeops_refapp.cli",
+        extra="strategy",
+        hint="the reference strategy runs from its release: <tradeops_root>/current/bin/refapp",
+    ),
     "release": Subcommand("tradeops.releases.cli"),
     "reset": Subcommand("tradeops.cli.trading_state"),
-    "fleet": Subcommand("tradeops.testing.fleet_cli", extra="test"),
+    "fleet": Subcommand("tradeops.testing.fleet_cli", extra="staging"),
 }
 
 
@@ -167,10 +172,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _report(exc)
     wanted = _command(args_in)
     if wanted in loaded.absent:
-        extra = loaded.absent[wanted].extra
+        spec = loaded.absent[wanted]
+        hint = spec.hint or f"install tradeops-{spec.extra}"
         return fail(
-            f"the {wanted!r} sub-command is a {extra} extra, not installed on this host "
-            f"(install tradeops with the {extra} extra)",
+            f"the {wanted!r} sub-command is a {spec.extra} extra, not installed on this host "
+            f"({hint})",
             EXIT_NOT_INSTALLED,
         )
     parser = build_parser(loaded)

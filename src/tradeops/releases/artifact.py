@@ -6,7 +6,8 @@ Layout inside the archive (no top-level directory; staging unpacks it into
     MANIFEST                the sha256 of every other file, version, build info
     REVISION                version and source commit
     bin/refapp              launcher: the host venv's Python with this release's code first
-    site/tradeops/...       the strategy's code, as built (shadows the venv's copy)
+    site/tradeops_refapp/   the strategy's code, as built
+    site/tradeops_client/   the strategy client it was built with (reads the trading state)
     config/refapp.yml.j2    config template rendered per host at deploy
     config/defaults.yml     release defaults (e.g. a fault mode for drills)
     payload/...             optional data files shipped with the release (models, tables)
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import compileall
 import gzip
+import importlib
 import io
 import os
 import py_compile
@@ -41,11 +43,27 @@ from tradeops.releases.manifest import MANIFEST_NAME, build_manifest, sha256_fil
 
 VERSION_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,63}$")
 FAULT_MODES = ("none", "runaway", "crash", "hang", "slow", "fat_finger", "reject_storm")
-PACKAGE_DIR = Path(tradeops.__file__).resolve().parent
+# What a release ships: the strategy and the strategy client, never the host library.
+# Imported when a build runs: building is a controller's job, and a trading host's
+# venv (where `tradeops release` runs too) has no strategy.
+SHIPPED = ("tradeops_refapp", "tradeops_client")
+
+
+def _shipped_packages() -> list[Path]:
+    try:
+        modules = [importlib.import_module(name) for name in SHIPPED]
+    except ImportError as exc:
+        raise ArtifactError(
+            f"cannot build a release here: {exc} (the reference strategy is in the "
+            "repository's src/, not in the tradeops wheel)"
+        ) from exc
+    return [Path(str(module.__file__)).resolve().parent for module in modules]
+
 
 LAUNCHER = """#!/bin/sh
-# Run this release's strategy: the host venv's Python and dependencies, this
-# release's code first on the path. Arguments go to `tradeops refapp run`.
+# Run this release's strategy: the host venv's Python and libraries, this
+# release's strategy and strategy client first on the path (never a copy of the
+# host library). Arguments go to `python -m tradeops_refapp run`.
 set -eu
 release=$(cd "$(dirname "$0")/.." && pwd -P)
 venv=${TRADEOPS_VENV:-$(cd "$release/../.." && pwd -P)/venv}
@@ -53,7 +71,7 @@ export PYTHONPATH="$release/site${PYTHONPATH:+:$PYTHONPATH}"
 export TRADEOPS_RELEASE_DIR="$release"
 # The running process reports the release it was started from, not the symlink.
 export TRADEOPS_RELEASE_ID="$(basename "$release")"
-exec "$venv/bin/python" -m tradeops.cli.main refapp run "$@"
+exec "$venv/bin/python" -m tradeops_refapp run "$@"
 """
 
 
@@ -115,12 +133,13 @@ def _git_commit(source: Path) -> str | None:
     return out + ("-dirty" if dirty else "")
 
 
-def _copy_package(dest: Path) -> None:
-    shutil.copytree(
-        PACKAGE_DIR,
-        dest / "site" / "tradeops",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "testing"),
-    )
+def _copy_package(dest: Path, packages: list[Path]) -> None:
+    for package in packages:
+        shutil.copytree(
+            package,
+            dest / "site" / package.name,
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"),
+        )
     # The release directory is read-only to the strategy, so Python could not cache
     # bytecode there: every start would compile the whole package again. Ship it
     # compiled, as unchecked-hash pycs (the MANIFEST already guards every byte, and
@@ -140,7 +159,8 @@ def _copy_package(dest: Path) -> None:
 def _stage_tree(
     tree: Path, version: str, fault_mode: str, commit: str | None, payload: Path | None
 ) -> None:
-    _copy_package(tree)
+    packages = _shipped_packages()
+    _copy_package(tree, packages)
     if payload is not None:
         if not payload.is_dir():
             raise ArtifactError(f"payload must be a directory: {payload}")
@@ -148,7 +168,7 @@ def _stage_tree(
     (tree / "bin").mkdir()
     (tree / "bin" / "refapp").write_text(LAUNCHER)
     (tree / "config").mkdir()
-    template = PACKAGE_DIR / "refapp" / "templates" / "refapp.yml.j2"
+    template = packages[0] / "templates" / "refapp.yml.j2"
     if template.is_file():
         shutil.copy2(template, tree / "config" / "refapp.yml.j2")
     defaults = {"release_version": version, "refapp_fault_mode": fault_mode}
@@ -199,7 +219,7 @@ def build_artifact(
     if fault_mode not in FAULT_MODES:
         raise ArtifactError(f"fault mode must be one of {', '.join(FAULT_MODES)}, got {fault_mode}")
     output_dir.mkdir(parents=True, exist_ok=True)
-    commit = _git_commit(PACKAGE_DIR)
+    commit = _git_commit(_shipped_packages()[0])
     epoch = int(os.environ.get("SOURCE_DATE_EPOCH", "0"))
     with tempfile.TemporaryDirectory(prefix="tradeops-build-") as tmp:
         tree = Path(tmp) / "tree"
@@ -210,6 +230,7 @@ def build_artifact(
             "builder_host": socket.gethostname(),
             "python": sys.version.split()[0],
             "tradeops": tradeops.__version__,
+            "tradeops_client": importlib.import_module("tradeops_client").CLIENT_VERSION,
             "source_commit": commit,
             "fault_mode": fault_mode,
         }

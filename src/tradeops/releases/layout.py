@@ -24,7 +24,9 @@ from typing import Any
 
 import tradeops
 
-# Directory -> mode. Secrets are readable by the service user only.
+# Directory -> mode. Secrets are readable by the service user only. The host role
+# creates the same list (roles/host/tasks/layout.yml, which runs before the venv
+# exists); tests/unit/releases/test_layout.py fails when the two differ.
 LAYOUT_DIRS: dict[str, int] = {
     ".": 0o755,
     "releases": 0o755,
@@ -36,7 +38,11 @@ LAYOUT_DIRS: dict[str, int] = {
     "state": 0o750,
     "state/snapshots": 0o750,
     "run": 0o750,
+    "supervisor": 0o755,
+    "supervisor/conf.d": 0o755,
 }
+# Owned by root, so that the service user cannot change what runs; the rest by it.
+ROOT_OWNED = frozenset({".", "releases", "releases/.staging", "supervisor", "supervisor/conf.d"})
 
 
 @dataclass(frozen=True)

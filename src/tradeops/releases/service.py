@@ -21,6 +21,7 @@ from tradeops.releases.staging import (
     StageError,
     plan_by_digest,
     plan_stage,
+    resolve_links,
     stage,
     validate_release_id,
 )
@@ -60,8 +61,7 @@ class Outcome:
 
 
 def _links(request: ReleaseRequest, release_id: str) -> dict[str, str]:
-    links = request.shared_links or {}
-    return {name: str(value).replace("{release_id}", release_id) for name, value in links.items()}
+    return resolve_links(request.shared_links, release_id)
 
 
 def _ensure_link_targets(layout: Layout, links: dict[str, str]) -> None:

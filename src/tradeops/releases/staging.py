@@ -47,8 +47,21 @@ from tradeops.releases.releaselog import ReleaseLog
 
 RELEASE_ID_RE_TEXT = r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$"
 
-# Link name inside the release -> directory under tradeops_root/shared.
-DEFAULT_SHARED_LINKS: dict[str, str] = {"log": "log", "secrets": "secrets", "local": "config"}
+# Link name inside the release -> directory under tradeops_root/shared; ``{release_id}``
+# is replaced by the release's id, so that each release sees its own config through
+# ``etc`` and code and config switch together. The modules' default
+# (plugins/module_utils/specs.py) is the same; tests/unit/modrun/test_api.py checks it.
+DEFAULT_SHARED_LINKS: dict[str, str] = {
+    "log": "log",
+    "secrets": "secrets",
+    "etc": "config/{release_id}",
+}
+
+
+def resolve_links(links: dict[str, str] | None, release_id: str) -> dict[str, str]:
+    """``links`` (default ``DEFAULT_SHARED_LINKS``) with ``{release_id}`` filled in."""
+    chosen = DEFAULT_SHARED_LINKS if links is None else links
+    return {name: str(sub).replace("{release_id}", release_id) for name, sub in chosen.items()}
 
 
 class StageError(RuntimeError):
@@ -199,7 +212,7 @@ def plan_by_digest(
     does not exist yet.
     """
     validate_release_id(release_id)
-    links = DEFAULT_SHARED_LINKS if links is None else links
+    links = resolve_links(links, release_id)
     release_dir = layout.releases / release_id
     log = ReleaseLog(layout.release_log)
     logged = log.releases().get(release_id)
@@ -425,7 +438,7 @@ def stage(
     links: dict[str, str] | None = None,
 ) -> StagePlan:
     """Stage ``artifact`` as ``releases/<release_id>``; see the module docstring."""
-    links = DEFAULT_SHARED_LINKS if links is None else links
+    links = resolve_links(links, release_id)
     plan = plan_stage(layout, artifact, release_id, links)
     log = ReleaseLog(layout.release_log)
     if plan.action == "none":

@@ -56,6 +56,9 @@ def stage(module_fleet_factory, tmp_path_factory):
     assert boot.rc == 0, boot.output[-4000:]
     sim = run_playbook(*common, "tradeops.algo.simulator")
     assert sim.rc == 0, sim.output[-4000:]
+    # The simulator role asked for the staging extras: these hosts have them.
+    extras = fleet.ssh(fleet.hosts[0], f"{ROOT}/venv/bin/python -c 'import tradeops.sim'")
+    assert extras.returncode == 0, extras.stderr
     artifacts = {
         "1.0.0": build_artifact("1.0.0", work / "a").path,
         "1.1.0": build_artifact("1.1.0", work / "b").path,
@@ -71,6 +74,9 @@ def stage(module_fleet_factory, tmp_path_factory):
         "1.9.0": build_artifact("1.9.0", work / "k").path,
         "2.0.0": build_artifact("2.0.0", work / "l").path,
         "2.1.0": build_artifact("2.1.0", work / "m").path,
+        # The host-contract cases (issue 11), one version each.
+        "2.2.0": build_artifact("2.2.0", work / "n").path,
+        "2.3.0": build_artifact("2.3.0", work / "o").path,
     }
     return fleet, common, artifacts, work
 
@@ -607,7 +613,7 @@ def test_a_host_with_an_older_library_is_refused_before_anything_is_staged(stage
     host = fleet.hosts[1]
     _install_on(fleet, host, _old_library_wheel(work))
     try:
-        output, _before = _knight_case(stage, "2.0.0")
+        output, _before = _knight_case(stage, "2.2.0")
     finally:
         (current,) = (REPO / "build" / "wheelhouse").glob("tradeops-*.whl")
         _install_on(fleet, host, current)
@@ -619,7 +625,7 @@ def test_a_host_with_an_older_library_is_refused_before_anything_is_staged(stage
     other = [h.name for h in fleet.hosts if h.name != host.name]
     assert all(f"{name}: its library" not in output for name in other)
     for each in fleet.hosts:
-        assert not list((fleet.host_dir(each) / "releases").glob("2.0.0-*")), each.name
+        assert not list((fleet.host_dir(each) / "releases").glob("2.2.0-*")), each.name
         assert not (fleet.host_dir(each) / "deploy.lock").exists(), each.name
 
 
@@ -627,7 +633,7 @@ def test_a_no_log_value_stays_in_the_config_it_was_rendered_into(stage) -> None:
     fleet, _common, artifacts, work = stage
     secret = "planted-secret-7d41e0b2"
     run = deploy(
-        stage, "2.1.0", artifacts["2.1.0"], "-vv", "-e", f"refapp_managed_comment={secret}"
+        stage, "2.3.0", artifacts["2.3.0"], "-vv", "-e", f"refapp_managed_comment={secret}"
     )
     assert run.rc == 0, run.output[-5000:]
     assert secret not in run.output

@@ -8,10 +8,10 @@ import psycopg
 import pytest
 
 from tradeops.brokers.base import Side
-from tradeops.refapp import migrations
-from tradeops.refapp.orders import Fill, OrderRecord, OrderStatus, PositionState
-from tradeops.refapp.store import open_store
-from tradeops.refapp.store_postgres import PostgresStore
+from tradeops_refapp import migrations
+from tradeops_refapp.orders import Fill, OrderRecord, OrderStatus, PositionState
+from tradeops_refapp.store import open_store
+from tradeops_refapp.store_postgres import PostgresStore
 
 pytestmark = pytest.mark.postgres
 

@@ -33,8 +33,8 @@ from tests.integration.refapp.harness import (
 )
 from tradeops.brokers.base import Execution, SessionRole, Side
 from tradeops.cli.main import main as cli_main
-from tradeops.refapp.store import open_store
 from tradeops.tradingstate import write_state
+from tradeops_refapp.store import open_store
 
 pytestmark = pytest.mark.slow
 

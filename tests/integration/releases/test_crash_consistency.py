@@ -33,7 +33,7 @@ from tradeops.releases.fsutil import CRASH_ENV
 from tradeops.releases.layout import LAYOUT_DIRS, Layout
 from tradeops.releases.manifest import MANIFEST_NAME, Manifest, verify_tree
 from tradeops.releases.releaselog import ReleaseLog
-from tradeops.releases.staging import DEFAULT_SHARED_LINKS, stage
+from tradeops.releases.staging import DEFAULT_SHARED_LINKS, resolve_links, stage
 
 CHILD = Path(__file__).with_name("crash_child.py")
 LINKS = frozenset(DEFAULT_SHARED_LINKS)
@@ -139,7 +139,7 @@ def assert_release_complete(layout: Layout, rid: str, digests: dict[str, str], w
     assert manifest.digest == digests[rid], f"{where}: releases/{rid} has the wrong MANIFEST"
     result = verify_tree(release, manifest, ignore=LINKS)
     assert result.ok, f"{where}: releases/{rid} is incomplete: {result.describe()}"
-    for name, sub in DEFAULT_SHARED_LINKS.items():
+    for name, sub in resolve_links(DEFAULT_SHARED_LINKS, rid).items():
         assert (release / name).resolve() == (layout.shared / sub).resolve(), (
             f"{where}: releases/{rid}/{name} is not linked to shared/{sub}"
         )

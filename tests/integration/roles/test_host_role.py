@@ -75,6 +75,32 @@ def test_bootstrap_converges_and_is_idempotent(root: Path, wheelhouse: Path) -> 
         text=True,
     ).stdout.split()
     assert out[1] == str(root / "venv")
+    # A trading host gets the host library and the strategy client, nothing else:
+    # no simulator, no test fleet (staging extras), no strategy (it ships in releases).
+    names = ("tradeops.releases", "tradeops_client", "tradeops.sim", "tradeops.testing")
+    names = (*names, "tradeops_refapp")
+    probe = (
+        "import importlib.util as u, json; "
+        f"print(json.dumps({{m: u.find_spec(m) is not None for m in {names}}}))"
+    )
+    found = subprocess.run(
+        [str(venv_python), "-I", "-c", probe], check=True, capture_output=True, text=True
+    ).stdout
+    assert json.loads(found) == {
+        "tradeops.releases": True,
+        "tradeops_client": True,
+        "tradeops.sim": False,
+        "tradeops.testing": False,
+        "tradeops_refapp": False,
+    }
+    sim = subprocess.run(
+        [str(root / "venv" / "bin" / "tradeops"), "sim", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert sim.returncode == 2
+    assert "staging extra, not installed on this host" in sim.stderr
 
     second = bootstrap(root, wheelhouse)
     assert second.rc == 0, second.output

@@ -127,12 +127,12 @@ def test_a_core_command_whose_package_is_missing_is_never_skipped(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # What the old table did to "status": a missing package of a core command.
-    use_table(monkeypatch, {"refapp": Subcommand("tradeops.refapp.cli")})
-    monkeypatch.setitem(sys.modules, "tradeops.refapp", None)
-    monkeypatch.delitem(sys.modules, "tradeops.refapp.cli", raising=False)
+    use_table(monkeypatch, {"refapp": Subcommand("tradeops_refapp.cli")})
+    monkeypatch.setitem(sys.modules, "tradeops_refapp", None)
+    monkeypatch.delitem(sys.modules, "tradeops_refapp.cli", raising=False)
     assert main(["refapp", "--help"]) == cli_main.EXIT_BROKEN
     err = capsys.readouterr().err
-    assert "the sub-command 'refapp' is broken: cannot import tradeops.refapp.cli: " in err
+    assert "the sub-command 'refapp' is broken: cannot import tradeops_refapp.cli: " in err
     assert "ModuleNotFoundError" in err
 
 
@@ -172,7 +172,7 @@ def test_an_extra_not_installed_is_not_offered_and_says_what_to_install(
     assert out == ""
     assert err == (
         "tradeops: error: the 'sim' sub-command is a staging extra, not installed on this "
-        "host (install tradeops with the staging extra)\n"
+        "host (install tradeops-staging)\n"
     )
     # The other commands still work on that host.
     with pytest.raises(SystemExit) as exc:
@@ -186,7 +186,17 @@ def test_the_test_fleet_extra_not_installed_names_its_extra(
     use_table(monkeypatch, dict(SUBCOMMANDS))
     hide_package(monkeypatch, "tradeops.testing")
     assert main(["fleet", "--help"]) == cli_main.EXIT_NOT_INSTALLED
-    assert "is a test extra, not installed" in capsys.readouterr().err
+    assert "is a staging extra, not installed" in capsys.readouterr().err
+
+
+def test_the_reference_strategy_not_installed_says_where_it_runs(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A production host's venv has no strategy: the refapp runs from its release.
+    use_table(monkeypatch, dict(SUBCOMMANDS))
+    hide_package(monkeypatch, "tradeops_refapp")
+    assert main(["refapp", "status"]) == cli_main.EXIT_NOT_INSTALLED
+    assert "current/bin/refapp" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
@@ -236,4 +246,8 @@ def test_the_real_table_imports_cleanly() -> None:
 
 def test_the_extras_are_the_simulator_and_the_test_fleet() -> None:
     extras = {name: spec.package for name, spec in SUBCOMMANDS.items() if spec.extra}
-    assert extras == {"sim": "tradeops.sim", "fleet": "tradeops.testing"}
+    assert extras == {
+        "sim": "tradeops.sim",
+        "fleet": "tradeops.testing",
+        "refapp": "tradeops_refapp",
+    }

@@ -18,9 +18,9 @@ import pytest
 from tradeops.modrun import api
 from tradeops.releases.artifact import BuiltArtifact, build_artifact
 from tradeops.releases.layout import LAYOUT_DIRS, Layout
+from tradeops.releases.staging import DEFAULT_SHARED_LINKS
 
 REPO = Path(__file__).resolve().parents[3]
-DEFAULT_SHARED_LINKS = {"log": "log", "secrets": "secrets", "etc": "config/{release_id}"}
 
 
 def make_layout(root: Path) -> Layout:

@@ -181,3 +181,10 @@ def test_library_mismatch(answer: Any, expected: str) -> None:
         assert found == ""
     else:
         assert found == f"{expected}; {host_api.NEEDED}"
+
+
+def test_the_shared_links_default_is_the_same_on_both_sides() -> None:
+    from tradeops.releases.staging import DEFAULT_SHARED_LINKS
+
+    assert specs.RELEASE["argument_spec"]["shared_links"]["default"] == DEFAULT_SHARED_LINKS
+    assert specs.CUTOVER["argument_spec"]["shared_links"]["default"] == DEFAULT_SHARED_LINKS

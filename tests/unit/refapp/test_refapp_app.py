@@ -27,9 +27,9 @@ from tradeops.brokers.base import (
     Side,
 )
 from tradeops.log import EventLog
-from tradeops.refapp.app import RefApp
-from tradeops.refapp.config import validate
 from tradeops.tradingstate import write_state
+from tradeops_refapp.app import RefApp
+from tradeops_refapp.config import validate
 
 D = Decimal
 
@@ -455,8 +455,8 @@ def test_pnl_in_status_and_metrics_applies_the_multiplier(tmp_path: Path) -> Non
 
 def test_stale_orders_from_a_crash_are_cancelled_at_start(tmp_path: Path) -> None:
     write_state(tmp_path / "trading_state", "HALTED")
-    from tradeops.refapp.orders import OrderRecord
-    from tradeops.refapp.store import open_store
+    from tradeops_refapp.orders import OrderRecord
+    from tradeops_refapp.store import open_store
 
     store = open_store(f"sqlite:///{tmp_path / 'refapp.db'}")
     store.save_order(OrderRecord("old-1", "AAA", Side.BUY, D(5), D(99), order_id="X1"))

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tradeops.cli.main import main
-from tradeops.refapp.config import DEFAULT_CONFIG_TEXT, ConfigError, load, validate
+from tradeops_refapp.config import DEFAULT_CONFIG_TEXT, ConfigError, load, validate
 
 
 def test_defaults_are_valid() -> None:

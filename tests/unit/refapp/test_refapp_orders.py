@@ -5,7 +5,7 @@ from __future__ import annotations
 from decimal import Decimal
 
 from tradeops.brokers.base import Execution, Side
-from tradeops.refapp.orders import OrderRecord, OrderStatus, OrderTracker, PositionState
+from tradeops_refapp.orders import OrderRecord, OrderStatus, OrderTracker, PositionState
 
 D = Decimal
 

@@ -7,8 +7,9 @@ from decimal import Decimal
 import pytest
 
 from tradeops.brokers.base import Quote, Side
-from tradeops.refapp.orders import OrderRecord, OrderStatus
-from tradeops.refapp.quoting import (
+from tradeops.tradingstate import TradingState
+from tradeops_refapp.orders import OrderRecord, OrderStatus
+from tradeops_refapp.quoting import (
     Cancel,
     Place,
     QuoteParams,
@@ -19,7 +20,6 @@ from tradeops.refapp.quoting import (
     targets,
     to_tick,
 )
-from tradeops.tradingstate import TradingState
 
 D = Decimal
 A, R, H = TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED

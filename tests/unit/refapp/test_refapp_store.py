@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from tradeops.brokers.base import Side
-from tradeops.refapp import migrations
-from tradeops.refapp.orders import Fill, OrderRecord, OrderStatus, PositionState
-from tradeops.refapp.store import StoreError, open_store, redact_dsn
-from tradeops.refapp.store_sqlite import SqliteStore
+from tradeops_refapp import migrations
+from tradeops_refapp.orders import Fill, OrderRecord, OrderStatus, PositionState
+from tradeops_refapp.store import StoreError, open_store, redact_dsn
+from tradeops_refapp.store_sqlite import SqliteStore
 
 D = Decimal
 

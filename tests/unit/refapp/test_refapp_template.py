@@ -10,10 +10,10 @@ import pytest
 import yaml
 
 import tradeops
-import tradeops.refapp
-from tradeops.refapp.config import validate
+import tradeops_refapp
+from tradeops_refapp.config import validate
 
-TEMPLATE = Path(tradeops.refapp.__file__).parent / "templates" / "refapp.yml.j2"
+TEMPLATE = Path(tradeops_refapp.__file__).parent / "templates" / "refapp.yml.j2"
 
 
 def render(**variables) -> dict:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
 import sys
 import tarfile
 from pathlib import Path
@@ -24,7 +27,10 @@ def test_artifact_unpacks_to_a_verified_tree(tmp_path: Path) -> None:
         tar.extractall(dest, filter="data")
     assert {"MANIFEST", "bin/refapp", "REVISION"} <= set(names)
     assert all(m.uid == 0 and m.mtime == 0 for m in members)
-    assert not any(n.startswith("site/tradeops/testing") for n in names)
+    # The package boundary: the strategy and its client, never the host library.
+    top = {n.split("/")[1] for n in names if n.startswith("site/") and n.count("/") >= 2}
+    assert top == {"tradeops_client", "tradeops_refapp"}
+    assert "site/tradeops_refapp/__main__.py" in names
     # Shipped compiled: one unchecked-hash pyc (flags word 1) per module of the strategy.
     sources = [n for n in names if n.startswith("site/") and n.endswith(".py")]
     tag = sys.implementation.cache_tag
@@ -82,3 +88,32 @@ def test_payload_must_be_a_directory(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("x")
     with pytest.raises(ArtifactError, match="payload must be a directory"):
         build_artifact("4.0", tmp_path / "out", payload=tmp_path / "file")
+
+
+def test_a_built_release_runs_its_own_strategy_and_client(tmp_path: Path) -> None:
+    """The launcher's path: the release's site/ first, the host library from the venv."""
+    built = build_artifact("1.2.4", tmp_path / "out")
+    dest = tmp_path / "release"
+    with tarfile.open(built.path) as tar:
+        tar.extractall(dest, filter="data")
+    probe = (
+        "import json, tradeops, tradeops_client, tradeops_refapp.__main__ as m; "
+        "print(json.dumps([tradeops.__file__, tradeops_client.__file__, m.__file__]))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(dest / "site")}
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
+    )
+    library, client, strategy = json.loads(done.stdout)
+    assert client.startswith(str(dest / "site" / "tradeops_client"))
+    assert strategy.startswith(str(dest / "site" / "tradeops_refapp"))
+    assert not library.startswith(str(dest)), "a release must not shadow the host library"
+    usage = subprocess.run(
+        [sys.executable, "-m", "tradeops_refapp", "check-config", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
+    assert usage.returncode == 0, usage.stderr
+    assert "--config" in usage.stdout

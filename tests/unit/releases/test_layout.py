@@ -6,8 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
-from tradeops.releases.layout import LAYOUT_DIRS, Layout, inspect_host
+from tradeops.releases.layout import LAYOUT_DIRS, ROOT_OWNED, Layout, inspect_host
 
 
 def make_layout(root: Path) -> None:
@@ -53,3 +54,17 @@ def test_current_that_is_not_a_symlink_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "current").mkdir()
     with pytest.raises(RuntimeError, match="not a symlink"):
         Layout.at(tmp_path).current_release()
+
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_the_host_role_creates_exactly_the_librarys_layout() -> None:
+    """Two homes that must remain (the role runs before the venv exists): one list."""
+    tasks = yaml.safe_load((REPO / "roles/host/tasks/layout.yml").read_text())
+    (create,) = [t for t in tasks if t.get("ansible.builtin.file", {}).get("state") == "directory"]
+    role = {
+        item["path"]: (int(item["mode"], 8), item.get("owner") == "root") for item in create["loop"]
+    }
+    library = {path: (mode, path in ROOT_OWNED) for path, mode in LAYOUT_DIRS.items()}
+    assert role == library

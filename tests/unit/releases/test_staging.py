@@ -22,6 +22,7 @@ from tradeops.releases.staging import (
     StageError,
     plan_stage,
     read_artifact_manifest,
+    resolve_links,
     stage,
 )
 
@@ -120,7 +121,7 @@ def test_stage_a_real_artifact(tmp_path: Path, built: BuiltArtifact) -> None:
     assert manifest.digest == built.digest
     assert verify_tree(release, manifest, ignore=frozenset(DEFAULT_SHARED_LINKS)).ok
     # The shared links are relative and resolve into shared/ from the final place.
-    for name, sub in DEFAULT_SHARED_LINKS.items():
+    for name, sub in resolve_links(DEFAULT_SHARED_LINKS, "r1").items():
         assert os.readlink(release / name) == f"../../shared/{sub}"
         assert (release / name).resolve() == (layout.shared / sub).resolve()
     assert os.access(release / "bin" / "refapp", os.X_OK)

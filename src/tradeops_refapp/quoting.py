@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 
 from tradeops.brokers.base import Quote, Side
-from tradeops.refapp.orders import ZERO, OrderRecord, OrderStatus
-from tradeops.tradingstate import TradingState
+from tradeops_client.tradingstate import TradingState
+from tradeops_refapp.orders import ZERO, OrderRecord, OrderStatus
 
 BPS = Decimal(10_000)
 TWO = Decimal(2)

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from tradeops.brokers.base import Side
 
 if TYPE_CHECKING:
-    from tradeops.refapp.app import RefApp
+    from tradeops_refapp.app import RefApp
 
 # A symbol no venue lists: orders in it are rejected.
 INVALID_SYMBOL = "ZZZ-INVALID"

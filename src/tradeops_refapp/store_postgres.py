@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-from tradeops.refapp.store import SqlStore, StoreError, redact_dsn
+from tradeops_refapp.store import SqlStore, StoreError, redact_dsn
 
 # pg_advisory_xact_lock key that serialises refapp migrations ("refapp" in ASCII).
 MIGRATION_LOCK_KEY = 0x726566617070

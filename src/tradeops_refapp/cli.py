@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tradeops.cli.output import emit, fail
-from tradeops.refapp import config as refconfig
+from tradeops_refapp import config as refconfig
 
 DEFAULT_URL = "http://127.0.0.1:8480"
 
@@ -68,7 +68,7 @@ def _run(args: argparse.Namespace) -> int:
         cfg = refconfig.load(args.config)
     except refconfig.ConfigError as exc:
         return fail(f"config error: {exc}", 2)
-    from tradeops.refapp.app import run
+    from tradeops_refapp.app import run
 
     return run(cfg, standby=args.standby)
 

@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any
 
-from tradeops.refapp.store import SqlStore, StoreError
+from tradeops_refapp.store import SqlStore, StoreError
 
 
 class SqliteStore(SqlStore):

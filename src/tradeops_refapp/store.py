@@ -22,8 +22,8 @@ from typing import Any, Protocol
 
 from tradeops.brokers.base import Side
 from tradeops.log import utc_now_iso
-from tradeops.refapp import migrations
-from tradeops.refapp.orders import Fill, OrderRecord, OrderStatus, PositionState
+from tradeops_refapp import migrations
+from tradeops_refapp.orders import Fill, OrderRecord, OrderStatus, PositionState
 
 
 class StoreError(RuntimeError):
@@ -274,11 +274,11 @@ def open_store(dsn: str, *, migrate: bool = True) -> SqlStore:
     """Open the store named by ``dsn`` and (by default) bring its schema up to date."""
     store: SqlStore
     if dsn.startswith("sqlite:///"):
-        from tradeops.refapp.store_sqlite import SqliteStore
+        from tradeops_refapp.store_sqlite import SqliteStore
 
         store = SqliteStore(dsn[len("sqlite:///") :])
     elif dsn.startswith(("postgresql://", "postgres://")):
-        from tradeops.refapp.store_postgres import PostgresStore
+        from tradeops_refapp.store_postgres import PostgresStore
 
         store = PostgresStore(dsn)
     else:

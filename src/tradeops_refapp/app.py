@@ -36,14 +36,14 @@ from tradeops.brokers.base import (
     Side,
 )
 from tradeops.log import EventLog, open_log, utc_now_iso
-from tradeops.refapp import faults, quoting
-from tradeops.refapp.config import RefAppConfig
-from tradeops.refapp.http import HttpServer, Request, Response
-from tradeops.refapp.metrics import Metrics
-from tradeops.refapp.orders import OrderRecord, OrderStatus, OrderTracker
-from tradeops.refapp.store import SqlStore, open_store
-from tradeops.refapp.version import release_id, version
-from tradeops.tradingstate import Decision, TradingState, TradingStateReader, check_order
+from tradeops_client.tradingstate import Decision, TradingState, TradingStateReader, check_order
+from tradeops_refapp import faults, quoting
+from tradeops_refapp.config import RefAppConfig
+from tradeops_refapp.http import HttpServer, Request, Response
+from tradeops_refapp.metrics import Metrics
+from tradeops_refapp.orders import OrderRecord, OrderStatus, OrderTracker
+from tradeops_refapp.store import SqlStore, open_store
+from tradeops_refapp.version import release_id, version
 
 SessionFactory = Callable[[SessionConfig, EventCallback], BrokerSession]
 
