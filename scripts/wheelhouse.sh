@@ -47,4 +47,5 @@ quiet .venv/bin/python -m pip wheel --quiet --disable-pip-version-check --no-bui
     --no-deps --wheel-dir "$out" "$stage"
 
 wheels=("$out"/*.whl)
-echo "wheelhouse: ${#wheels[@]} wheels in $out ($(cd "$out" && ls tradeops-*.whl tradeops_staging-*.whl | tr '\n' ' '))"
+ours=("$out"/tradeops-*.whl "$out"/tradeops_staging-*.whl)
+echo "wheelhouse: ${#wheels[@]} wheels in $out (${ours[*]##*/})"

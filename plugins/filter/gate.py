@@ -172,6 +172,33 @@ def gate_offenders(reports, release_id, manifest_digest, live_hosts, failures=No
     return offenders
 
 
+def gate_stop_message(host, offenders, own_failure):
+    """What ``host`` says when the run stops before cutover: plainly, what happened to it.
+
+    ``offenders`` is the gate's report (None when the gate has not compared the
+    hosts yet); ``own_failure`` is the task and message this host failed with.
+    """
+    if offenders is None:
+        return "%s failed before the gate, so no host is activated in this run: %s" % (
+            host,
+            own_failure,
+        )
+    if host in offenders:
+        return "%s failed the gate, so no host is activated in this run: %s" % (
+            host,
+            offenders[host],
+        )
+    if offenders:
+        return "%s not activated: %s failed the gate (nothing is wrong with this host)" % (
+            host,
+            ", ".join(sorted(offenders)),
+        )
+    return "%s failed after the gate passed, so no host is activated in this run: %s" % (
+        host,
+        own_failure,
+    )
+
+
 class FilterModule:
     """Ansible filter plugin."""
 
@@ -179,5 +206,6 @@ class FilterModule:
         return {
             "gate_failure": gate_failure,
             "gate_offenders": gate_offenders,
+            "gate_stop_message": gate_stop_message,
             "gate_summary": gate_summary,
         }

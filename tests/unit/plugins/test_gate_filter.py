@@ -123,3 +123,26 @@ def test_gate_failure_reads_registered_results(host_vars, failure) -> None:
 )
 def test_gate_summary_keeps_what_the_gate_compares(result, summary) -> None:
     assert gate.gate_summary(result) == summary
+
+
+STOP = "so no host is activated in this run"
+
+
+def test_the_stop_message_of_a_host_that_failed_before_the_gate_says_why() -> None:
+    msg = gate.gate_stop_message("h1", None, "Stage | Copy: disk full")
+    assert msg == f"h1 failed before the gate, {STOP}: Stage | Copy: disk full"
+
+
+def test_the_stop_message_of_an_offender_quotes_the_gate() -> None:
+    msg = gate.gate_stop_message("h2", {"h2": "manifest digest eeee"}, "Gate | Stop")
+    assert msg == f"h2 failed the gate, {STOP}: manifest digest eeee"
+
+
+def test_the_stop_message_of_a_host_that_did_nothing_wrong_names_the_offenders() -> None:
+    msg = gate.gate_stop_message("h1", {"h3": "x", "h2": "y"}, "Gate | Stop: GATE FAILED")
+    assert msg == "h1 not activated: h2, h3 failed the gate (nothing is wrong with this host)"
+
+
+def test_the_stop_message_after_a_passed_gate_says_what_failed() -> None:
+    msg = gate.gate_stop_message("h1", {}, "Gate | Record: disk full")
+    assert msg == f"h1 failed after the gate passed, {STOP}: Gate | Record: disk full"
