@@ -111,6 +111,24 @@ free_bytes:
   description: Free space on the filesystem of O(root), when it exists.
   returned: always
   type: int
+release_state:
+  description:
+    - What the host really runs, read from the host (the deploy's plan and
+      C(tradeops.algo.status) use it). C(current) and its status in the release log
+      (C(current_status)); C(log_active), the releases the log says are active;
+      C(rollback_target); C(drift), why the release log cannot explain C(current) (a release
+      directory it never staged, one it pruned, a link outside C(releases/)), or null;
+      C(pending), an activation a crash interrupted, which the next one completes, or null;
+      C(lock), the deploy lock's holder (owner, pid, host, since, release_id, run_id, stale,
+      stale_reason) or null.
+    - Null when O(root) does not exist.
+  returned: always
+  type: dict
+host_library:
+  description: The tradeops library that answered, and the host API it speaks.
+  returned: always
+  type: dict
+  sample: {version: 0.2.0, api: 2, oldest_api: 2}
 running:
   description:
     - What the running process reported on O(status_url), with C(release_id), C(version),

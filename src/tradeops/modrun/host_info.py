@@ -6,7 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from tradeops.process.running import read_running
-from tradeops.releases.layout import inspect_host
+from tradeops.releases.hoststate import read_host_state
+from tradeops.releases.layout import Layout, inspect_host
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,7 @@ def run(params: HostInfoParams, check_mode: bool, diff: bool) -> dict[str, Any]:
         info: dict[str, Any] = inspect_host(params.root)
     except (ValueError, RuntimeError) as exc:
         return {"failed": True, "msg": str(exc)}
+    info["release_state"] = read_host_state(Layout.at(params.root)) if info["exists"] else None
     if params.status_url:
         info["running"] = read_running(params.status_url).as_dict()
     if not info["exists"] and (params.require_layout or params.min_free_bytes):

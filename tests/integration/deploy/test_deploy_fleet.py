@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import socket
 import subprocess
 import sys
 import textwrap
@@ -78,6 +79,9 @@ def stage(module_fleet_factory, tmp_path_factory):
         # The host-contract cases (issue 11), one version each.
         "2.2.0": build_artifact("2.2.0", work / "n").path,
         "2.3.0": build_artifact("2.3.0", work / "o").path,
+        # The fleet-read cases (issue 10).
+        "2.4.0": build_artifact("2.4.0", work / "p").path,
+        "2.5.0": build_artifact("2.5.0", work / "q").path,
     }
     return fleet, common, artifacts, work
 
@@ -322,13 +326,21 @@ def test_one_host_unreachable_before_gate(stage) -> None:
         _bring_back(stage, "dep-2")  # so that later tests find a whole host
 
 
-def _hold_lock(fleet, host, run_id: str, owner: str, since_offset_s: int = 0) -> Path:
+def _hold_lock(
+    fleet,
+    host,
+    run_id: str,
+    owner: str,
+    since_offset_s: int = 0,
+    controller: str = "ctl-elsewhere",
+    pid: int = 424242,
+) -> Path:
     """Write a deploy lock on ``host`` as another deploy run would."""
     lock = fleet.host_dir(host) / "deploy.lock"
     record = {
         "owner": owner,
-        "pid": 424242,
-        "host": "ctl-elsewhere",
+        "pid": pid,
+        "host": controller,
         "since": time.time() - since_offset_s,
         "release_id": "0.9.9-aaaaaaaaaaaa",
         "run_id": run_id,
@@ -342,13 +354,16 @@ def test_concurrent_deploy_is_refused(stage) -> None:
     lock = _hold_lock(fleet, 2, "other-run", "alice")
     try:
         output, _before = _knight_case(stage, "1.5.0")
-        assert "GATE FAILED" in output, output[-8000:]
-        assert "dep-2 (failed before the gate" in output
-        assert "deploy lock held by alice" in output
-        # The other run's lock is untouched; this run released its own locks.
+        # The plan reads every lock before this run takes any.
+        assert "LOCKED: this run locked and staged nothing" in output, output[-8000:]
+        assert "dep-2: deploy lock held by alice (run other-run" in output
+        assert "its run may still be alive" in output
+        assert "Wait for that run to finish" in output
+        # The other run's lock is untouched; this run took none.
         assert json.loads(lock.read_text())["run_id"] == "other-run"
         for host in (1, 3, 4):
             assert not (fleet.host_dir(host) / "deploy.lock").exists()
+            assert not list((fleet.host_dir(host) / "releases").glob("1.5.0-*"))
     finally:
         lock.unlink(missing_ok=True)
 
@@ -358,9 +373,10 @@ def test_stale_lock_is_reported_with_its_owner(stage) -> None:
     lock = _hold_lock(fleet, 4, "crashed-run", "bob", since_offset_s=7200)
     try:
         output, _before = _knight_case(stage, "1.5.0")
-        assert "deploy lock held by bob" in output, output[-8000:]
-        assert "STALE: older than 3600s" in output
-        assert lock.exists(), "a stale lock is reported, never taken over"
+        assert "dep-4: deploy lock held by bob" in output, output[-8000:]
+        assert "DEAD: it is past its expiry (older than 3600s)" in output
+        assert "release_lock_takeover_reason" in output
+        assert lock.exists(), "a stale lock is reported, never taken over without a reason"
     finally:
         lock.unlink(missing_ok=True)
 
@@ -798,3 +814,110 @@ def test_as_a_user_the_installed_collection_deploys_audits_and_refuses(
     gate = json.loads((user_project.parent / "audit" / f"gate-{run_id}.json").read_text())
     assert gate["passed"] is False
     assert list(gate["offenders"]) == ["dep-2"]
+
+
+# The fleet read (issue 10): drift refused, a dead run's locks reported and taken
+# over only with a reason, and a run never exits 0 leaving a lock behind.
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=30)
+    return proc.pid
+
+
+def test_drift_is_refused_before_anything_is_locked_or_staged(stage) -> None:
+    fleet, _common, artifacts, _work = stage
+    host = fleet.host_dir(2)
+    if not (host / "current").is_symlink():  # run alone: give the fleet a release first
+        assert deploy(stage, "1.0.0", artifacts["1.0.0"]).rc == 0
+    active = Path((host / "current").readlink()).name
+    log_before = (host / "release-log.jsonl").read_text()
+    # Finding 1: a hand-made copy of the active release, swapped in with a rename.
+    copy = host / "releases" / f"{active}-hotfix"
+    subprocess.run(["cp", "-a", str(host / "releases" / active), str(copy)], check=True)
+    (host / "current.tmp").symlink_to(f"releases/{copy.name}")
+    os.replace(host / "current.tmp", host / "current")
+    try:
+        output, _before = _knight_case(stage, "2.4.0")
+    finally:
+        (host / "current.tmp").symlink_to(f"releases/{active}")
+        os.replace(host / "current.tmp", host / "current")
+        subprocess.run(["rm", "-rf", str(copy)], check=True)
+    assert "DRIFT: nothing was locked or staged on any host" in output, output[-6000:]
+    assert (
+        f"dep-2: current -> {copy.name}, a release directory the release log has never staged"
+    ) in output
+    assert (host / "release-log.jsonl").read_text() == log_before, "the log adopted nothing"
+    for each in fleet.hosts:
+        assert not list((fleet.host_dir(each) / "releases").glob("2.4.0-*")), each.name
+        assert not (fleet.host_dir(each) / "deploy.lock").exists(), each.name
+
+
+def test_a_dead_runs_locks_are_reported_then_taken_over_with_a_reason(stage) -> None:
+    fleet, _common, artifacts, _work = stage
+    # Finding 4: a controller on this machine died holding the lock on every host.
+    dead = _dead_pid()
+    locks = [
+        _hold_lock(
+            fleet, h, "run-of-a-dead-controller", "carol", controller=socket.gethostname(), pid=dead
+        )
+        for h in fleet.hosts
+    ]
+    try:
+        refused = deploy(stage, "2.5.0", artifacts["2.5.0"])
+        text = " ".join(refused.output.split())
+        assert refused.rc != 0
+        assert "LOCKED: this run locked and staged nothing" in text, text[-6000:]
+        for h in fleet.hosts:
+            assert f"{h.name}: deploy lock held by carol (run run-of-a-dead-controller" in text
+        assert "DEAD: its controller process is gone" in text
+        assert all(lock.exists() for lock in locks)
+
+        taken = deploy(
+            stage,
+            "2.5.0",
+            artifacts["2.5.0"],
+            "-e",
+            json.dumps({"release_lock_takeover_reason": "controller died"}),
+        )
+        assert taken.rc == 0, taken.output[-6000:]
+    finally:
+        for lock in locks:
+            lock.unlink(missing_ok=True)
+    assert {Path(c).name[:6] for c in current_of(fleet)} == {"2.5.0-"}
+    for h in fleet.hosts:
+        assert not (fleet.host_dir(h) / "deploy.lock").exists(), "no run leaves a lock behind"
+        audit = (fleet.host_dir(h) / "state" / "audit.jsonl").read_text()
+        assert "controller died" in audit, h.name
+
+
+def test_the_status_playbook_shows_a_split_fleet_and_a_lock(stage) -> None:
+    fleet, common, artifacts, _work = stage
+    host = fleet.host_dir(4)
+    releases = [p for p in (host / "releases").iterdir() if not p.name.startswith(".")]
+    if len(set(current_of(fleet))) != 1 or None in current_of(fleet) or len(releases) < 2:
+        for version in ("1.0.0", "1.1.0"):  # run alone: two releases on every host
+            assert deploy(stage, version, artifacts[version]).rc == 0
+    active = Path((host / "current").readlink()).name
+    other = next(
+        p.name for p in (host / "releases").iterdir() if p.name not in (active, ".staging")
+    )
+    (host / "current.tmp").symlink_to(f"releases/{other}")
+    os.replace(host / "current.tmp", host / "current")
+    lock = _hold_lock(fleet, 1, "run-elsewhere", "dave")
+    try:
+        run = run_playbook(*common, "tradeops.algo.status")
+    finally:
+        lock.unlink(missing_ok=True)
+        (host / "current.tmp").symlink_to(f"releases/{active}")
+        os.replace(host / "current.tmp", host / "current")
+    assert run.rc == 0, run.output[-4000:]
+    text = " ".join(run.output.split())
+    assert f"dep-4: current {other}" in text, text[-4000:]
+    assert f"interrupted activation: current -> {other}, while the release log still says" in text
+    assert "dep-1: current " in text
+    assert "LOCK: deploy lock held by dave (run run-elsewhere" in text
+    assert f"fleet: SPLIT: {active} on dep-1, dep-2, dep-3; {other} on dep-4" in text or (
+        f"{other} on dep-4; {active} on dep-1, dep-2, dep-3" in text
+    )

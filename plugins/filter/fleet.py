@@ -1,0 +1,134 @@
+# -*- coding: utf-8 -*-
+# Copyright: tradeops.algo maintainers
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The fleet as it really is, from every host's tradeops.algo.host_info answer."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+name: fleet_view
+short_description: The fleet's true state, from what each host answered
+version_added: "0.2.0"
+description:
+  - Reads every host's C(tradeops.algo.host_info) answer (its C(release_state), library and
+    running process) and returns the fleet view that the deploy's plan and the
+    C(tradeops.algo.status) playbook use.
+  - C(hosts) maps each host to its release, drift, lock, library and running release;
+    C(releases) maps each release id to the hosts that run it (C(split) when more than one);
+    C(drift) and C(locks) map hosts to one line for an operator; C(unread) lists hosts that
+    gave no answer.
+  - A lock is C(dead) when its run provably ended. Either it was taken by this controller
+    (the lock records its host name) and that process is gone, or it is older than its expiry.
+author:
+  - tradeops.algo maintainers (@tradeops)
+options:
+  _input:
+    description: Host name to its C(tradeops.algo.host_info) result (or null).
+    type: dict
+    required: true
+  controller_host:
+    description: This controller's host name, to judge whether a lock's run is alive.
+    type: str
+  run_id:
+    description: The run asking; its own locks are not reported.
+    type: str
+"""
+
+EXAMPLES = r"""
+- name: Print the fleet
+  ansible.builtin.debug:
+    msg: "{{ dict(ansible_play_hosts | zip(ansible_play_hosts | map('extract', hostvars, 'info')))
+             | tradeops.algo.fleet_view }}"
+"""
+
+RETURN = r"""
+_value:
+  description: The fleet view (hosts, releases, split, drift, locks, unread).
+  type: dict
+"""
+
+import os
+import time
+
+
+def _alive(pid):
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def lock_line(lock, controller_host=None, now=None):
+    """One line for an operator about a held lock, and whether its run is provably dead."""
+    now = time.time() if now is None else now
+    since = lock.get("since") or 0
+    try:
+        age = int(now - float(since))
+    except (TypeError, ValueError):
+        age = -1
+    line = "deploy lock held by %s (run %s, release %s, controller %s pid %s) for %ss" % (
+        lock.get("owner", "?"),
+        lock.get("run_id", "?"),
+        lock.get("release_id", "?"),
+        lock.get("host", "?"),
+        lock.get("pid", "?"),
+        age,
+    )
+    dead = None
+    if controller_host and lock.get("host") == controller_host and not _alive(lock.get("pid")):
+        dead = "its controller process is gone"
+    elif lock.get("stale") and str(lock.get("stale_reason", "")).startswith("older than"):
+        dead = "it is past its expiry (%s)" % lock.get("stale_reason")
+    elif lock.get("stale"):
+        dead = None  # unreadable, or judged on the host: not proof that the run ended
+    if dead:
+        return line + "; DEAD: " + dead, True
+    return line + "; its run may still be alive", False
+
+
+def fleet_view(answers, controller_host=None, run_id=None):
+    """Return the fleet view; see DOCUMENTATION."""
+    view = {"hosts": {}, "releases": {}, "drift": {}, "locks": {}, "dead_locks": [], "unread": []}
+    for host in sorted(answers or {}):
+        answer = answers[host]
+        state = answer.get("release_state") if isinstance(answer, dict) else None
+        if not isinstance(state, dict):
+            view["unread"].append(host)
+            continue
+        library = answer.get("host_library") or {}
+        running = answer.get("running") or {}
+        entry = {
+            "current": state.get("current"),
+            "drift": state.get("drift"),
+            "pending": state.get("pending"),
+            "rollback_target": state.get("rollback_target"),
+            "library": library.get("version") or answer.get("library_version"),
+            "running": running.get("release_id"),
+            "lock": None,
+        }
+        lock = state.get("lock")
+        if isinstance(lock, dict) and lock.get("run_id") != run_id:
+            line, dead = lock_line(lock, controller_host)
+            entry["lock"] = line
+            view["locks"][host] = line
+            if dead:
+                view["dead_locks"].append(host)
+        if state.get("drift"):
+            view["drift"][host] = state["drift"]
+        view["releases"].setdefault(str(state.get("current")), []).append(host)
+        view["hosts"][host] = entry
+    view["split"] = len(view["releases"]) > 1
+    return view
+
+
+class FilterModule:
+    """Ansible filter plugin."""
+
+    def filters(self):
+        return {"fleet_view": fleet_view}

@@ -1,0 +1,74 @@
+"""The fleet view: split, drift and locks, from the hosts' host_info answers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+from tests.unit.plugins.test_gate_filter import load
+
+fleet = load("plugins/filter/fleet.py")
+
+
+def answer(current, drift=None, lock=None, running=None, version="0.2.0"):
+    return {
+        "host_library": {"version": version, "api": 2},
+        "running": {"release_id": running or current},
+        "release_state": {"current": current, "drift": drift, "pending": None, "lock": lock},
+    }
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait(timeout=30)
+    return proc.pid
+
+
+def test_one_release_everywhere_is_not_split() -> None:
+    view = fleet.fleet_view({"h1": answer("r2"), "h2": answer("r2")})
+    assert view["split"] is False
+    assert view["releases"] == {"r2": ["h1", "h2"]}
+    assert (view["drift"], view["locks"], view["unread"]) == ({}, {}, [])
+
+
+def test_a_split_fleet_names_which_hosts_run_which_release() -> None:
+    view = fleet.fleet_view({"h1": answer("r2"), "h2": answer("r1"), "h3": answer("r2")})
+    assert view["split"] is True
+    assert view["releases"] == {"r2": ["h1", "h3"], "r1": ["h2"]}
+
+
+def test_drift_and_unread_hosts_are_named() -> None:
+    view = fleet.fleet_view({"h1": answer("r2", drift="current -> x, never staged"), "h2": None})
+    assert view["drift"] == {"h1": "current -> x, never staged"}
+    assert view["unread"] == ["h2"]
+
+
+def test_a_lock_of_a_dead_run_on_this_controller_is_dead() -> None:
+    lock = {"owner": "bob", "run_id": "run-1", "host": "ctl", "pid": dead_pid(), "since": 0}
+    view = fleet.fleet_view({"h1": answer("r2", lock=lock)}, controller_host="ctl", run_id="run-2")
+    assert view["dead_locks"] == ["h1"]
+    assert "DEAD: its controller process is gone" in view["locks"]["h1"]
+    assert "held by bob (run run-1" in view["locks"]["h1"]
+
+
+def test_a_lock_of_a_live_run_or_another_controller_is_not_dead() -> None:
+    live = {"owner": "bob", "run_id": "run-1", "host": "ctl", "pid": os.getpid(), "since": 0}
+    other = {"owner": "eve", "run_id": "run-3", "host": "elsewhere", "pid": dead_pid()}
+    view = fleet.fleet_view(
+        {"h1": answer("r2", lock=live), "h2": answer("r2", lock=other)},
+        controller_host="ctl",
+        run_id="run-2",
+    )
+    assert view["dead_locks"] == []
+    assert all("may still be alive" in line for line in view["locks"].values())
+
+
+def test_a_lock_past_its_expiry_is_dead_and_this_runs_own_lock_is_not_reported() -> None:
+    expired = {"run_id": "run-1", "stale": True, "stale_reason": "older than 3600s", "pid": 1}
+    own = {"run_id": "run-2", "host": "ctl", "pid": 1}
+    view = fleet.fleet_view(
+        {"h1": answer("r2", lock=expired), "h2": answer("r2", lock=own)}, "ctl", "run-2"
+    )
+    assert view["dead_locks"] == ["h1"]
+    assert list(view["locks"]) == ["h1"]
