@@ -15,14 +15,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from tradeops.testing.artifacts import rewrite_member
 
@@ -193,6 +198,28 @@ def tamper(artifact: Path, out: Path) -> Path:
     return out
 
 
+def swap_current(release: str) -> None:
+    """Point ``current`` at ``releases/<release>`` by rename, as a person might by hand."""
+    tmp = ROOT / "current.demo-tmp"
+    tmp.unlink(missing_ok=True)
+    tmp.symlink_to(f"releases/{release}")
+    os.replace(tmp, ROOT / "current")
+
+
+def show_status(output: str) -> None:
+    """Print the lines of the status playbook's fleet view."""
+    block = output.split("TASK [Print the fleet]", 1)[-1].split("PLAY RECAP", 1)[0]
+    found = re.search(r"^( +)msg:\n((?:\1.*\n?)+)", block, re.MULTILINE)
+    lines = yaml.safe_load(textwrap.dedent(found.group(2))) if found else None
+    if not isinstance(lines, list):
+        lines = []
+    for line in lines:
+        say("status", line)
+    if not lines:
+        say("demo", "the status playbook printed no fleet view")
+        raise SystemExit(1)
+
+
 def show_release_log(last: int) -> None:
     lines = (ROOT / "release-log.jsonl").read_text().splitlines()
     for line in lines[-last:]:
@@ -319,6 +346,27 @@ def main() -> int:
     say("releases", "the newest entries; a release switched back from is logged rolled-back,")
     say("releases", "so that no later rollback can return to it")
     show_release_log(8)
+
+    banner("11. Drift is refused: a hand-made copy swapped in under current")
+    active = Path(os.readlink(ROOT / "current")).name
+    copy = ROOT / "releases" / f"{active}-hotfix"
+    subprocess.run(["cp", "-a", str(ROOT / "releases" / active), str(copy)], check=True)
+    swap_current(copy.name)
+    say("demo", f"someone copied {active} to {copy.name} and pointed current at it by hand")
+    try:
+        output = playbook(
+            "deploy",
+            *("-e", "release_version=1.1.0", "-e", f"release_artifact={second}"),
+            expect_failure=True,
+        )
+        quote_failure(output, "DRIFT:")
+    finally:
+        swap_current(active)
+        shutil.rmtree(copy)
+    say("demo", f"current is back on {active}, the copy removed; the release log adopted nothing")
+
+    banner("12. The fleet as it really is (tradeops.algo.status)")
+    show_status(playbook("status", "-e", f"tradeops_status_url={REFAPP}"))
 
     banner("Done")
     print(

@@ -127,8 +127,37 @@ def fleet_view(answers, controller_host=None, run_id=None):
     return view
 
 
+def fleet_lines(view):
+    """The fleet view as lines for people: one per host, then the fleet."""
+    lines = []
+    for host, h in sorted(view.get("hosts", {}).items()):
+        line = "%s: current %s, running %s, library %s" % (
+            host,
+            h.get("current") or "none",
+            h.get("running") or "unknown",
+            h.get("library") or "unknown",
+        )
+        for label, key in (
+            ("DRIFT", "drift"),
+            ("interrupted activation", "pending"),
+            ("LOCK", "lock"),
+        ):
+            if h.get(key):
+                line += ", %s: %s" % (label, h[key])
+        lines.append(line)
+    runs = "; ".join(
+        "%s on %s" % (rid, ", ".join(hosts))
+        for rid, hosts in sorted(view.get("releases", {}).items())
+    )
+    fleet = "fleet: %s%s" % ("SPLIT: " if view.get("split") else "one release: ", runs)
+    if view.get("unread"):
+        fleet += "; unreadable: " + ", ".join(view["unread"])
+    lines.append(fleet)
+    return lines
+
+
 class FilterModule:
     """Ansible filter plugin."""
 
     def filters(self):
-        return {"fleet_view": fleet_view}
+        return {"fleet_lines": fleet_lines, "fleet_view": fleet_view}

@@ -72,3 +72,14 @@ def test_a_lock_past_its_expiry_is_dead_and_this_runs_own_lock_is_not_reported()
     )
     assert view["dead_locks"] == ["h1"]
     assert list(view["locks"]) == ["h1"]
+
+
+def test_the_lines_for_people_name_each_host_and_the_split() -> None:
+    view = fleet.fleet_view(
+        {"h1": answer("r2", drift="current -> x, never staged"), "h2": answer("r1"), "h3": None}
+    )
+    assert fleet.fleet_lines(view) == [
+        "h1: current r2, running r2, library 0.2.0, DRIFT: current -> x, never staged",
+        "h2: current r1, running r1, library 0.2.0",
+        "fleet: SPLIT: r1 on h2; r2 on h1; unreadable: h3",
+    ]
