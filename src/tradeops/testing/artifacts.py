@@ -11,6 +11,27 @@ from pathlib import Path
 from tradeops.releases.manifest import MANIFEST_NAME, Manifest
 
 
+def write_artifact(path: Path, name: str, version: str, files: dict[str, bytes]) -> Manifest:
+    """Write ``files`` as a release tar.gz with its MANIFEST (directories, and modes as built)."""
+    manifest = Manifest(
+        name, version, {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
+    )
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for folder in sorted({str(Path(rel).parent) for rel in files} - {"."}):
+            info = tarfile.TarInfo(folder)
+            info.type = tarfile.DIRTYPE
+            info.mode = 0o755
+            tar.addfile(info)
+        for rel, data in [(MANIFEST_NAME, manifest.to_json().encode()), *sorted(files.items())]:
+            info = tarfile.TarInfo(rel)
+            info.size = len(data)
+            info.mode = 0o755 if rel.startswith("bin/") else 0o644
+            tar.addfile(info, io.BytesIO(data))
+    path.write_bytes(buf.getvalue())
+    return manifest
+
+
 def craft_artifact(path: Path, revision: str) -> Path:
     """Write a tar.gz release whose files name ``revision``; return its path."""
     files = {
@@ -18,16 +39,7 @@ def craft_artifact(path: Path, revision: str) -> Path:
         "bin/refapp": b"#!/bin/sh\n",
         "site/pkg/__init__.py": f"VERSION = {revision!r}\n".encode(),
     }
-    manifest = Manifest(
-        "refapp", revision, {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
-    )
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name, data in [(MANIFEST_NAME, manifest.to_json().encode()), *files.items()]:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
+    write_artifact(path, "refapp", revision, files)
     return path
 
 

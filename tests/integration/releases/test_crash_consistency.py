@@ -13,8 +13,6 @@ SIGKILL models a process crash (the page cache survives), not a power cut.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
 import shutil
@@ -31,9 +29,10 @@ import tradeops
 from tradeops.releases.activation import activate
 from tradeops.releases.fsutil import CRASH_ENV
 from tradeops.releases.layout import LAYOUT_DIRS, Layout
-from tradeops.releases.manifest import MANIFEST_NAME, Manifest, verify_tree
+from tradeops.releases.manifest import Manifest, verify_tree
 from tradeops.releases.releaselog import ReleaseLog
 from tradeops.releases.staging import DEFAULT_SHARED_LINKS, resolve_links, stage
+from tradeops.testing.artifacts import write_artifact
 
 CHILD = Path(__file__).with_name("crash_child.py")
 LINKS = frozenset(DEFAULT_SHARED_LINKS)
@@ -59,22 +58,7 @@ def craft_artifact(path: Path, revision: str, nfiles: int) -> tuple[Path, str]:
         files[f"site/pkg{index % 3}/mod{index}.py"] = f"REV = {revision!r}; N = {index}\n".encode()
     for index in range(SHARED_FILES):
         files[f"site/common/lib{index}.py"] = f"N = {index}\n".encode()
-    manifest = Manifest(
-        "refapp", revision, {rel: hashlib.sha256(data).hexdigest() for rel, data in files.items()}
-    )
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name in sorted({str(Path(rel).parent) for rel in files} - {"."}):
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o755
-            tar.addfile(info)
-        for name, data in [(MANIFEST_NAME, manifest.to_json().encode()), *sorted(files.items())]:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o755 if name.startswith("bin/") else 0o644
-            tar.addfile(info, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
+    manifest = write_artifact(path, "refapp", revision, files)
     return path, manifest.digest
 
 

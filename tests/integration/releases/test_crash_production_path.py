@@ -31,7 +31,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,9 +43,9 @@ from tests.integration.releases import crash_production_child as child
 from tradeops.cli.main import main as tradeops_main
 from tradeops.releases.fsutil import CRASH_ENV, syncfs
 from tradeops.releases.layout import LAYOUT_DIRS, Layout
-from tradeops.releases.manifest import MANIFEST_NAME, Manifest
 from tradeops.releases.prune import PRUNE_SUFFIX
 from tradeops.releases.releaselog import ReleaseLog
+from tradeops.testing.artifacts import write_artifact
 
 CHILD_PATH = Path(child.__file__)
 
@@ -86,22 +85,7 @@ def craft_artifact(path: Path, revision: str) -> tuple[str, str]:
         files[f"site/pkg{index}/mod.py"] = f"REV = {revision!r}\n".encode()
     for index in range(COMMON_FILES):
         files[f"site/common/lib{index}.py"] = f"N = {index}\n".encode()
-    manifest = Manifest(
-        "refapp", f"1.0.0+{revision}", {r: hashlib.sha256(d).hexdigest() for r, d in files.items()}
-    )
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
-        for name in sorted({str(Path(rel).parent) for rel in files} - {"."}):
-            info = tarfile.TarInfo(name)
-            info.type = tarfile.DIRTYPE
-            info.mode = 0o755
-            tar.addfile(info)
-        for name, data in [(MANIFEST_NAME, manifest.to_json().encode()), *sorted(files.items())]:
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mode = 0o755 if name.startswith("bin/") else 0o644
-            tar.addfile(info, io.BytesIO(data))
-    path.write_bytes(buf.getvalue())
+    manifest = write_artifact(path, "refapp", f"1.0.0+{revision}", files)
     return manifest.digest, manifest.version
 
 

@@ -25,6 +25,10 @@ def rebuilt(src: Path, out: Path, rename=None, manifest=None) -> Path:
     """``src`` with members renamed by ``rename`` and the MANIFEST JSON changed by ``manifest``."""
     with tarfile.open(src) as tar_in, tarfile.open(out, "w:gz") as tar_out:
         for member in tar_in:
+            if not member.isfile():  # a directory entry: kept, renamed like the files
+                member.name = rename(member.name) if rename else member.name
+                tar_out.addfile(member)
+                continue
             data = tar_in.extractfile(member).read()
             if member.name == "MANIFEST" and manifest is not None:
                 data = (json.dumps(manifest(json.loads(data))) + "\n").encode()
