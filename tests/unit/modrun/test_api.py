@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import tradeops
+from tests.collection_files import load
 from tradeops.modrun import api
 
 from .conftest import host_info_params, modrun_answer
-
-REPO = Path(__file__).resolve().parents[3]
-
-
-def load(relpath: str) -> Any:
-    spec = importlib.util.spec_from_file_location(relpath.replace("/", "_"), REPO / relpath)
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 host_api = load("plugins/module_utils/host_api.py")
 specs = load("plugins/module_utils/specs.py")

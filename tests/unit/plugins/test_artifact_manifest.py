@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.plugins.test_gate_filter import load
+from tests.collection_files import load
 from tradeops.releases.staging import StageError, read_artifact_manifest
 from tradeops.testing.artifacts import craft_artifact
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.plugins.test_gate_filter import load
+from tests.collection_files import load
 
 audit = load("plugins/plugin_utils/deploy_audit.py")
 

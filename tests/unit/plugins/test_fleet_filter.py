@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.unit.plugins.test_gate_filter import load
+from tests.collection_files import load
 
 fleet = load("plugins/filter/fleet.py")
 

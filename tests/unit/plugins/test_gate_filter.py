@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-REPO = Path(__file__).resolve().parents[3]
-
-
-def load(relpath: str):
-    spec = importlib.util.spec_from_file_location(relpath.replace("/", "_"), REPO / relpath)
-    assert spec
-    assert spec.loader
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
+from tests.collection_files import load
 
 gate = load("plugins/filter/gate.py")
 host_api = load("plugins/module_utils/host_api.py")

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from tests.unit.plugins.test_gate_filter import DIGEST, LIBRARY, RID, gate, host_api, load, report
+from tests.collection_files import load
+from tests.unit.plugins.test_gate_filter import DIGEST, LIBRARY, RID, gate, host_api, report
 
 contract = load("plugins/filter/host_contract.py")
 
