@@ -191,6 +191,16 @@ def quote_failure(output: str, marker: str) -> None:
     say("deploy", " ".join(message.split())[:700])
 
 
+def quote_converge(output: str) -> None:
+    """Print the plan's CONVERGE line (what differed on a host that had the release)."""
+    flat = " ".join(output.split())
+    start = flat.find("CONVERGE:")
+    if start < 0:
+        say("demo", "expected a CONVERGE line in the output; it was not there")
+        raise SystemExit(1)
+    say("deploy", flat[start:].split("' ", 1)[0][:500])
+
+
 def tamper(artifact: Path, out: Path) -> Path:
     """A copy of ``artifact`` with one file changed after the build (MANIFEST kept)."""
     rewrite_member(artifact, out, "REVISION", lambda body: body + b"patched by hand\n")
@@ -365,7 +375,23 @@ def main() -> int:
         shutil.rmtree(copy)
     say("demo", f"current is back on {active}, the copy removed; the release log adopted nothing")
 
-    banner("12. The fleet as it really is (tradeops.algo.status)")
+    banner("12. Code and config move together: a flag changed under the same release")
+    before = get_json(REFAPP) or {}
+    say("demo", "deploy 1.1.0 again, with refapp_spread_bps=7 (a flag), then with it put back")
+    for extra in ('{"refapp_spread_bps": 7}', "{}"):
+        output = deploy("1.1.0", second, "-e", extra)
+        quote_converge(output)
+        now = get_json(REFAPP) or {}
+        say(
+            "refapp",
+            f"runs {now.get('release_id')} with config {str(now.get('config_sha256'))[:12]} "
+            f"(pid {now.get('pid')})",
+        )
+    after = get_json(REFAPP) or {}
+    same = before.get("config_sha256") == after.get("config_sha256")
+    say("demo", f"the config is the one it started with: {same}")
+
+    banner("13. The fleet as it really is (tradeops.algo.status)")
     show_status(playbook("status", "-e", f"tradeops_status_url={REFAPP}"))
 
     banner("Done")

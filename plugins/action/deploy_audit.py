@@ -9,6 +9,7 @@ from ansible.plugins.action import ActionBase
 from ansible_collections.tradeops.algo.plugins.plugin_utils.deploy_audit import (
     AuditError,
     AuditLog,
+    note_records,
     phase_records,
 )
 
@@ -18,7 +19,8 @@ ARGS = {
     "release_id": {"type": "str", "default": ""},
     "operator": {"type": "str", "default": "unknown"},
     "phases": {"type": "list", "elements": "dict", "required": True},
-    "record": {"type": "list", "elements": "str", "required": True},
+    "record": {"type": "list", "elements": "str", "default": []},
+    "notes": {"type": "list", "elements": "dict", "default": []},
     "hosts": {"type": "list", "elements": "str"},
     "gate_report": {"type": "dict"},
 }
@@ -56,6 +58,7 @@ class ActionModule(ActionBase):
         log = AuditLog(args["audit_dir"])
         try:
             lines = phase_records(args["phases"], args["record"], results, context)
+            lines += note_records(args["notes"], context)
             written = log.append(args["run_id"], lines)
             if args["gate_report"] is not None:
                 result["gate_report"] = log.write_gate_report(args["gate_report"])

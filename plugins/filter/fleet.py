@@ -14,10 +14,11 @@ description:
   - Reads every host's C(tradeops.algo.host_info) answer (its C(release_state), library and
     running process) and returns the fleet view that the deploy's plan and the
     C(tradeops.algo.status) playbook use.
-  - C(hosts) maps each host to its release, drift, lock, library and running release;
-    C(releases) maps each release id to the hosts that run it (C(split) when more than one);
-    C(drift) and C(locks) map hosts to one line for an operator; C(unread) lists hosts that
-    gave no answer.
+  - C(hosts) maps each host to its release, drift, alteration, config files that differ,
+    lock, library, and the release and config digest its process runs; C(releases) maps each
+    release id to the hosts that run it (C(split) when more than one); C(drift), C(altered)
+    and C(locks) map hosts to one line for an operator; C(unread) lists hosts that gave no
+    answer.
   - A lock is C(dead) when its run provably ended. Either it was taken by this controller
     (the lock records its host name) and that process is gone, or it is older than its expiry.
 author:
@@ -48,6 +49,7 @@ _value:
   type: dict
 """
 
+import hashlib
 import os
 import time
 
@@ -94,7 +96,15 @@ def lock_line(lock, controller_host=None, now=None):
 
 def fleet_view(answers, controller_host=None, run_id=None):
     """Return the fleet view; see DOCUMENTATION."""
-    view = {"hosts": {}, "releases": {}, "drift": {}, "locks": {}, "dead_locks": [], "unread": []}
+    view = {
+        "hosts": {},
+        "releases": {},
+        "drift": {},
+        "altered": {},
+        "locks": {},
+        "dead_locks": [],
+        "unread": [],
+    }
     for host in sorted(answers or {}):
         answer = answers[host]
         state = answer.get("release_state") if isinstance(answer, dict) else None
@@ -108,8 +118,11 @@ def fleet_view(answers, controller_host=None, run_id=None):
             "drift": state.get("drift"),
             "pending": state.get("pending"),
             "rollback_target": state.get("rollback_target"),
+            "altered": state.get("altered"),
+            "config_differs": answer.get("config_differs") or [],
             "library": library.get("version") or answer.get("library_version"),
             "running": running.get("release_id"),
+            "running_config": running.get("config_sha256"),
             "lock": None,
         }
         lock = state.get("lock")
@@ -121,6 +134,8 @@ def fleet_view(answers, controller_host=None, run_id=None):
                 view["dead_locks"].append(host)
         if state.get("drift"):
             view["drift"][host] = state["drift"]
+        if state.get("altered"):
+            view["altered"][host] = state["altered"]
         view["releases"].setdefault(str(state.get("current")), []).append(host)
         view["hosts"][host] = entry
     view["split"] = len(view["releases"]) > 1
@@ -137,8 +152,11 @@ def fleet_lines(view):
             h.get("running") or "unknown",
             h.get("library") or "unknown",
         )
+        if h.get("running_config"):
+            line += ", config %s" % h["running_config"][:12]
         for label, key in (
             ("DRIFT", "drift"),
+            ("ALTERED", "altered"),
             ("interrupted activation", "pending"),
             ("LOCK", "lock"),
         ):
@@ -156,8 +174,87 @@ def fleet_lines(view):
     return lines
 
 
+def fleet_differences(view, release_id, config_sha256=None, manage_process=True):
+    """Host -> what differs from running ``release_id`` with its config ('' hosts left out).
+
+    "Already runs" means the same release on disk and in the process, and the same
+    config on disk and in the process (when ``config_sha256``, the digest of the
+    config the process loads, is given: one for every host, or host -> digest,
+    since each host's config is rendered for it).
+    """
+    found = {}
+    for host, h in sorted(view.get("hosts", {}).items()):
+        wanted = config_sha256.get(host) if isinstance(config_sha256, dict) else config_sha256
+        why = []
+        if h.get("current") != release_id:
+            why.append("current is %s" % (h.get("current") or "none"))
+        if h.get("config_differs"):
+            why.append("config on disk differs: %s" % ", ".join(h["config_differs"]))
+        if manage_process:
+            if h.get("running") != release_id:
+                why.append("its process runs %s" % (h.get("running") or "no known release"))
+            elif wanted and not h.get("running_config"):
+                why.append("its process does not report its config")
+            elif wanted and h.get("running_config") != wanted:
+                why.append(
+                    "its process runs config %s, the controller rendered %s"
+                    % (h["running_config"][:12], wanted[:12])
+                )
+        if why:
+            found[host] = "; ".join(why)
+    for host in view.get("unread", []):
+        found[host] = "not read"
+    return found
+
+
+def plan_notes(view, drift_repair_reason="", lock_takeover_reason=""):
+    """The audit notes of what the plan found: refusals and repairs, one per host and event."""
+    notes = []
+    for host, why in sorted(view.get("altered", {}).items()):
+        notes.append({"host": host, "event": "refused-altered", "detail": why})
+    for host, why in sorted(view.get("drift", {}).items()):
+        if drift_repair_reason:
+            detail = "repaired (%s): %s" % (drift_repair_reason, why)
+            notes.append({"host": host, "event": "drift-repaired", "detail": detail})
+        else:
+            notes.append({"host": host, "event": "refused-drift", "detail": why})
+    if view.get("altered") or (view.get("drift") and not drift_repair_reason):
+        return notes  # refused before the locks are looked at
+    dead = set(view.get("dead_locks", [])) if lock_takeover_reason else set()
+    for host, line in sorted(view.get("locks", {}).items()):
+        if host in dead:
+            detail = "taken over (%s): %s" % (lock_takeover_reason, line)
+            notes.append({"host": host, "event": "lock-taken-over", "detail": detail})
+        else:
+            notes.append({"host": host, "event": "refused-locked", "detail": line})
+    return notes
+
+
+def config_digests(files):
+    """The release's config files by digest only: [{path, sha256}] (no content leaves)."""
+    out = []
+    for item in files or []:
+        content = item.get("content")
+        if content is None:
+            continue
+        text = content if isinstance(content, str) else str(content)
+        out.append(
+            {
+                "path": item.get("path"),
+                "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+            }
+        )
+    return out
+
+
 class FilterModule:
     """Ansible filter plugin."""
 
     def filters(self):
-        return {"fleet_lines": fleet_lines, "fleet_view": fleet_view}
+        return {
+            "config_digests": config_digests,
+            "fleet_differences": fleet_differences,
+            "fleet_lines": fleet_lines,
+            "fleet_view": fleet_view,
+            "plan_notes": plan_notes,
+        }

@@ -77,7 +77,18 @@ HOST_INFO = {
         "require_layout": {"type": "bool", "default": False},
         "min_free_bytes": {"type": "int", "default": 0},
         "status_url": {"type": "str"},
+        "verify_current": {"type": "bool", "default": False},
+        "release_id": {"type": "str"},
+        "config_files": {
+            "type": "list",
+            "elements": "dict",
+            "options": {
+                "path": {"type": "str", "required": True},
+                "sha256": {"type": "str", "required": True},
+            },
+        },
     },
+    "required_by": {"config_files": "release_id"},
 }
 
 STRATEGY = {
@@ -119,6 +130,8 @@ CUTOVER = {
         "definition": _STRATEGY_ARGS["definition"],
         "status_url": _STRATEGY_ARGS["status_url"],
         "timeout": _STRATEGY_ARGS["timeout"],
+        "config_sha256": {"type": "str"},
+        "run_id": {"type": "str"},
     },
-    "required_by": {"definition": "name", "status_url": "name"},
+    "required_by": {"definition": "name", "status_url": "name", "config_sha256": "status_url"},
 }

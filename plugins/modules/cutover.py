@@ -90,6 +90,20 @@ options:
         when the service manager gives up on the process.
     type: float
     default: 30
+  config_sha256:
+    description:
+      - The sha256 of the config the strategy must run with (what the controller rendered).
+        A host that already runs O(release_id) is restarted unless its process reports this
+        config (C(config_sha256) on O(status_url)); a process that reports none is restarted.
+    type: str
+    version_added: "0.3.0"
+  run_id:
+    description:
+      - The deploy run doing this cutover. When given, the host refuses to cut over unless
+        its deploy lock is held by this run, so that a remote call orphaned by a dead
+        controller cannot swap C(current) after another run took the lock over.
+    type: str
+    version_added: "0.3.0"
 attributes:
   check_mode:
     support: full

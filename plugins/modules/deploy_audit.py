@@ -50,7 +50,16 @@ options:
     description: Names of the phases to record now; each must be in O(phases).
     type: list
     elements: str
-    required: true
+    default: []
+  notes:
+    description:
+      - Events the plan found, one audit line each, C({host, event, detail}) (for example a
+        refusal for drift, or a repair with the operator's reason). Each (host, event) is
+        recorded once per run.
+    type: list
+    elements: dict
+    default: []
+    version_added: "0.3.0"
   hosts:
     description: Hosts to record (default C(ansible_play_hosts_all)).
     type: list

@@ -35,6 +35,35 @@ options:
       - URL of the strategy's C(/status), read from the host. The release the running process
         reports is returned in RV(running).
     type: str
+  verify_current:
+    description:
+      - Re-hash every file of the active release against its MANIFEST, and the MANIFEST against
+        the digest the release log recorded at staging. A release changed since staging is
+        reported in C(altered) of RV(release_state). Costs one read of the release.
+    type: bool
+    default: false
+    version_added: "0.3.0"
+  release_id:
+    description:
+      - The release whose config files O(config_files) describes (C({release_id}) in their paths).
+    type: str
+    version_added: "0.3.0"
+  config_files:
+    description:
+      - The config files the controller rendered for O(release_id), by digest only. Those whose
+        content on the host differs are listed in RV(config_differs).
+    type: list
+    elements: dict
+    version_added: "0.3.0"
+    suboptions:
+      path:
+        description: Path under C(shared/); C({release_id}) is replaced by O(release_id).
+        type: str
+        required: true
+      sha256:
+        description: The sha256 of the rendered content.
+        type: str
+        required: true
 attributes:
   check_mode:
     support: full
@@ -119,8 +148,10 @@ release_state:
       C(rollback_target); C(drift), why the release log cannot explain C(current) (a release
       directory it never staged, one it pruned, a link outside C(releases/)), or null;
       C(pending), an activation a crash interrupted, which the next one completes, or null;
-      C(lock), the deploy lock's holder (owner, pid, host, since, release_id, run_id, stale,
-      stale_reason) or null.
+      C(altered), with O(verify_current), why the active release no longer is what was
+      staged (a file or its MANIFEST changed on disk), or null; C(verified), whether it was
+      re-hashed and matched; C(lock), the deploy lock's holder (owner, pid, host, since,
+      release_id, run_id, stale, stale_reason) or null.
     - Null when O(root) does not exist.
   returned: always
   type: dict
@@ -128,13 +159,22 @@ host_library:
   description: The tradeops library that answered, and the host API it speaks.
   returned: always
   type: dict
-  sample: {version: 0.2.0, api: 2, oldest_api: 2}
+  sample: {version: 0.3.0, api: 3, oldest_api: 2}
 running:
   description:
     - What the running process reported on O(status_url), with C(release_id), C(version),
-      C(pid), and C(error) when it did not answer.
+      C(pid), C(config_sha256) (the config it loaded, null when it does not say), and
+      C(error) when it did not answer.
   returned: when O(status_url) is given
   type: dict
+config_differs:
+  description:
+    - The O(config_files) whose content on the host is not the digest given (missing
+      included), as paths under C(shared/).
+  returned: when O(config_files) is given
+  type: list
+  elements: str
+  version_added: "0.3.0"
 """
 
 from ansible.module_utils.basic import AnsibleModule

@@ -16,8 +16,8 @@ description:
     C(releases/.staging/<id>.partial), verifies the sha256 of every file against its
     MANIFEST (an extra or a missing file also fails), links the shared paths, fsyncs,
     and renames it to C(releases/<id>). A crash leaves no release or a complete one.
-    A file with the same sha256 and mode as in the active release is hard-linked
-    from it rather than written, then hashed like any other.
+    Every file is written from the artifact; a release shares no inode with another,
+    so that a change to a staged file can never change the active release.
   - O(state=active) stages first when O(artifact) is given, then swaps C(current) by
     rename(2) of a new symlink and fsyncs the directory. It refuses a release that
     fails verification or is marked bad.
@@ -223,18 +223,11 @@ current:
   description: The release C(current) points to after the task (before it, in check mode).
   returned: always
   type: str
-linked_files:
-  description:
-    - Files of the new release hard-linked from the active release, because both
-      MANIFESTs give them the same sha256 and mode. Each is hashed after linking.
-  returned: when O(state=staged) created the release
-  type: int
-  sample: 1994
 written_files:
   description: Files of the new release written from the artifact.
   returned: when O(state=staged) created the release
   type: int
-  sample: 6
+  sample: 2000
 previous:
   description: The release C(current) pointed to before an activation.
   returned: when O(state=active)

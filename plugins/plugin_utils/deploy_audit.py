@@ -98,6 +98,27 @@ def phase_records(phases, record, results, context):
     return lines
 
 
+def note_records(notes, context):
+    """Audit lines for events the plan found (a refusal, a repair): one per host and event."""
+    lines = []
+    for note in notes or []:
+        if not isinstance(note, dict) or not note.get("host") or not note.get("event"):
+            raise AuditError("each note needs a host and an event: %r" % (note,))
+        line = {
+            "component": "deploy",
+            "event": str(note["event"]),
+            "host": str(note["host"]),
+            "detail": str(note.get("detail", ""))[:1000],
+        }
+        line.update(context)
+        lines.append(line)
+    return lines
+
+
+def _key(line):
+    return "%s/%s" % (line["host"], line.get("phase") or line["event"])
+
+
 def _write_atomic(path, text, mode=0o644):
     tmp = path + ".tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
@@ -129,7 +150,7 @@ class AuditLog:
                     seen = set(json.load(handle))
             except (OSError, ValueError):
                 seen = set()
-            new = [ln for ln in lines if "%s/%s" % (ln["host"], ln["phase"]) not in seen]
+            new = [ln for ln in lines if _key(ln) not in seen]
             if new:
                 data = "".join(
                     json.dumps(dict(ln, ts=_utc_now()), sort_keys=True) + "\n" for ln in new
@@ -140,7 +161,7 @@ class AuditLog:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-                seen.update("%s/%s" % (ln["host"], ln["phase"]) for ln in new)
+                seen.update(_key(ln) for ln in new)
                 _write_atomic(seen_path, json.dumps(sorted(seen)))
             return new
         finally:

@@ -771,6 +771,7 @@ class RefApp:
             "instance": self.cfg.instance,
             "version": self.version,
             "release_id": self.release_id,
+            "config_sha256": self.cfg.sha256,
             "pid": os.getpid(),
             "started_at": self.started_at,
             "mode": self.mode,

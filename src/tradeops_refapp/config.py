@@ -9,6 +9,8 @@ relative to the directory of the config file.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import hashlib
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -157,6 +159,7 @@ class RefAppConfig:
     log_file: str | None
     path: str | None = None
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
+    sha256: str | None = None  # of the file's bytes, reported on /status (config drift)
 
     @property
     def config_dir(self) -> Path | None:
@@ -377,14 +380,17 @@ def validate(data: Any, path: str | None = None) -> RefAppConfig:
 def load(path: str | Path) -> RefAppConfig:
     """Read and validate the YAML config at ``path``."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
+        text = raw.decode("utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8: {exc}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    return validate(data, str(path))
+    return dataclasses.replace(validate(data, str(path)), sha256=hashlib.sha256(raw).hexdigest())
 
 
 DEFAULT_CONFIG_TEXT = """\

@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar
 
 from tradeops import __version__
 
-API_VERSION = 2
+API_VERSION = 3
 OLDEST_API_VERSION = 2
 # Imported on demand: a call pays only for its own module's imports.
 HANDLERS = frozenset({"cutover", "deploy_lock", "host_info", "release", "strategy"})

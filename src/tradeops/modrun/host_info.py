@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tradeops.process.running import read_running
+from tradeops.releases.config_files import ConfigFileError, config_differs, parse_config_files
 from tradeops.releases.hoststate import read_host_state
 from tradeops.releases.layout import Layout, inspect_host
 
@@ -18,6 +19,9 @@ class HostInfoParams:
     require_layout: bool = False
     min_free_bytes: int = 0
     status_url: str | None = None
+    verify_current: bool = False  # re-hash the active release (release_state.altered)
+    release_id: str | None = None  # with config_files: the release whose config is compared
+    config_files: list[dict[str, Any]] | None = None  # path and sha256 of each file
 
 
 PARAMS = HostInfoParams
@@ -30,7 +34,16 @@ def run(params: HostInfoParams, check_mode: bool, diff: bool) -> dict[str, Any]:
         info: dict[str, Any] = inspect_host(params.root)
     except (ValueError, RuntimeError) as exc:
         return {"failed": True, "msg": str(exc)}
-    info["release_state"] = read_host_state(Layout.at(params.root)) if info["exists"] else None
+    layout = Layout.at(params.root)
+    info["release_state"] = (
+        read_host_state(layout, verify_current=params.verify_current) if info["exists"] else None
+    )
+    if params.config_files and params.release_id:
+        try:
+            wanted = parse_config_files(params.config_files, params.release_id)
+        except ConfigFileError as exc:
+            return {"failed": True, "msg": str(exc), **info}
+        info["config_differs"] = config_differs(layout, wanted) if info["exists"] else None
     if params.status_url:
         info["running"] = read_running(params.status_url).as_dict()
     if not info["exists"] and (params.require_layout or params.min_free_bytes):

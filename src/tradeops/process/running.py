@@ -25,6 +25,7 @@ class Running:
     version: str | None
     pid: int | None
     error: str | None = None
+    config_sha256: str | None = None  # the config the process loaded (None: not reported)
 
     def as_dict(self) -> dict[str, Any]:
         """The module's ``running`` return value."""
@@ -32,6 +33,7 @@ class Running:
             "release_id": self.release_id,
             "version": self.version,
             "pid": self.pid,
+            "config_sha256": self.config_sha256,
             "error": self.error,
         }
 
@@ -54,10 +56,12 @@ def read_running(url: str, timeout_s: float = 2.0) -> Running:
     if not isinstance(data, dict):
         return Running(None, None, None, f"{url}: not a JSON object")
     pid = data.get("pid")
+    config = data.get("config_sha256")
     return Running(
         release_id=str(data["release_id"]) if data.get("release_id") is not None else None,
         version=str(data["version"]) if data.get("version") is not None else None,
         pid=pid if isinstance(pid, int) else None,
+        config_sha256=config if isinstance(config, str) else None,
     )
 
 

@@ -139,7 +139,8 @@ def activate(
     ``replaced`` and this one as ``active``. A crash between the swap and the
     log leaves ``current`` right and the log behind; the next run repairs the log.
     ``replaced`` is ``previous`` (the rollback target) or, for a switch-back from
-    a release that failed, ``rolled-back`` (never the rollback target).
+    a release that failed, ``rolled-back`` (never the rollback target). A
+    replaced release the log never staged is always ``rolled-back``.
     ``verify`` is passed to ``plan_activate``.
     """
     if replaced not in ("previous", "rolled-back"):
@@ -164,7 +165,9 @@ def activate(
             if before is None or before.status in ("staged", "active", "previous"):
                 demote = [rid for rid in demote if rid != plan.previous] + [plan.previous]
         for rid in demote:
-            log.append(rid, replaced)
+            # A release the log never staged (drift a repair run replaced) is never
+            # a rollback target.
+            log.append(rid, replaced if rid in view else "rolled-back")
             crashpoint("activate:logged-previous")
         log.append(release_id, "active", version=plan.version, digest=plan.digest)
         crashpoint("activate:logged-active")

@@ -100,6 +100,11 @@ def _needs_write(path: Path, item: ConfigFile, gid: int) -> bool:
     return (st.st_mode & 0o7777) != item.mode or (gid != -1 and st.st_gid != gid)
 
 
+def config_differs(layout: Layout, files: list[ConfigFile]) -> list[str]:
+    """The paths (under shared/) whose content on disk is not the sha256 wanted."""
+    return [item.path for item in files if _sha256_of(layout.shared / item.path) != item.sha256]
+
+
 def sync_config_files(
     layout: Layout, files: list[ConfigFile], check_mode: bool
 ) -> tuple[list[str], dict[str, str]]:

@@ -7,8 +7,11 @@ release. A later issue replaces the plain restart with the blue/green
 warm-standby handover, here.
 
 A host that already runs the release (``current`` unchanged and the process
-reporting it) is not restarted, unless its program definition changed: a
-deploy that converges a partly updated fleet leaves the good hosts trading.
+reporting it, and the config digest the controller rendered when one is given)
+is not restarted, unless its program definition changed: a deploy that
+converges a partly updated fleet leaves the good hosts trading. A process that
+runs another config, or does not report its config, is restarted: code and
+config move, and are checked, together.
 
 When the restart or the wait fails, ``current`` stays on the new release. The
 failure carries the activation's result (``previous``, and ``changed`` when
@@ -54,7 +57,10 @@ class CutoverOutcome:
 
 
 def run_cutover(
-    release: ReleaseRequest, strategy: StrategyRequest | None, check_mode: bool = False
+    release: ReleaseRequest,
+    strategy: StrategyRequest | None,
+    check_mode: bool = False,
+    config_sha256: str | None = None,
 ) -> CutoverOutcome:
     """Activate ``release``, then bring ``strategy`` (if any) up on it; see the module docs.
 
@@ -80,12 +86,14 @@ def run_cutover(
     result = dict(activated.result)
     if strategy is None:
         return CutoverOutcome(activated.changed, result, diff_list(activated))
-    # A host that already runs the release restarts only for a changed definition.
-    runs_it = (
-        not activated.changed
-        and bool(strategy.status_url and strategy.release_id)
-        and read_running(str(strategy.status_url)).release_id == strategy.release_id
-    )
+    # A host that already runs the release and its config restarts only for a
+    # changed definition.
+    runs_it = False
+    if not activated.changed and strategy.status_url and strategy.release_id:
+        running = read_running(str(strategy.status_url))
+        runs_it = running.release_id == strategy.release_id and (
+            config_sha256 is None or running.config_sha256 == config_sha256
+        )
     state = "started" if runs_it else "restarted"
     try:
         restarted = run_strategy(replace(strategy, state=state), check_mode=check_mode)

@@ -5,7 +5,9 @@ before anything changes (docs/deploy.md, "What the deploy trusts"). A host
 whose ``current`` the release log cannot explain is *drift*: a release
 directory the log never staged, or a log that says another release is active.
 Drift is reported, never adopted: a rollback target is only ever a logged
-release.
+release. With ``verify_current`` the active release is also re-hashed against
+its MANIFEST and the digest the log recorded: a live release whose files
+changed since staging is *altered*.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 
 from tradeops.releases.layout import Layout
 from tradeops.releases.lock import DeployLock
-from tradeops.releases.releaselog import ReleaseLog
+from tradeops.releases.manifest import Manifest, ManifestError, verify_tree
+from tradeops.releases.releaselog import ReleaseLog, ReleaseRecord
+from tradeops.releases.staging import DEFAULT_SHARED_LINKS
 
 
 def drift_of(layout: Layout, current: str | None, logged: str | None) -> str | None:
@@ -40,8 +44,28 @@ def pending_of(current: str | None, log_active: list[str]) -> str | None:
     return None
 
 
-def read_host_state(layout: Layout, lock_ttl_s: int | None = None) -> dict[str, Any]:
-    """The release state and the lock of one host, read-only."""
+def altered_of(layout: Layout, current: str, record: ReleaseRecord) -> str | None:
+    """Why the active release no longer is what was staged (None if it verifies)."""
+    release = layout.releases / current
+    try:
+        manifest = Manifest.load(release)
+    except (ManifestError, OSError) as exc:
+        return f"{current}: its MANIFEST cannot be read: {exc}"
+    if record.digest and manifest.digest != record.digest:
+        return (
+            f"{current}: its MANIFEST has sha256 {manifest.digest[:12]}, "
+            f"the release log staged {record.digest[:12]}"
+        )
+    found = verify_tree(release, manifest, ignore=frozenset(DEFAULT_SHARED_LINKS))
+    if not found.ok:
+        return f"{current}: changed on disk since it was staged ({found.describe()})"
+    return None
+
+
+def read_host_state(
+    layout: Layout, lock_ttl_s: int | None = None, verify_current: bool = False
+) -> dict[str, Any]:
+    """The release state and the lock of one host, read-only (``altered`` when verified)."""
     try:
         current = layout.current_release()
         broken = None
@@ -53,6 +77,9 @@ def read_host_state(layout: Layout, lock_ttl_s: int | None = None) -> dict[str, 
     log_active = [rid for rid in log_active if view[rid].status == "active"]
     logged = view[current].status if current in view else None
     drift = broken or drift_of(layout, current, logged)
+    altered = None
+    if verify_current and current is not None and not drift:
+        altered = altered_of(layout, current, view[current])
     lock = (
         DeployLock(layout.deploy_lock)
         if lock_ttl_s is None
@@ -64,6 +91,8 @@ def read_host_state(layout: Layout, lock_ttl_s: int | None = None) -> dict[str, 
         "log_active": log_active,
         "rollback_target": log.rollback_target(current) if not drift else None,
         "drift": drift,
+        "altered": altered,
+        "verified": bool(verify_current and current is not None and not drift and not altered),
         "pending": None if drift else pending_of(current, log_active),
         "lock": lock.as_dict() if lock else None,
     }

@@ -11,13 +11,11 @@ The artifact is read in one streaming pass: each member is checked, written
 and hashed in the same loop, and the hashes are compared with the MANIFEST
 found in that pass; the tree is not read back.
 
-A file whose MANIFEST digest equals the active release's (for the same path
-and mode) is hard-linked from that release instead of written, and the linked
-file is hashed: its content is verified all the same. Release trees are never
-written after staging, so sharing an inode shares nothing that changes; a
-file changed in place would fail the gate's live re-hash in every release
-that shares it. Consecutive releases mostly differ in a few files, so this
-saves most of the writes and inode allocations (see docs/deploy.md, "Speed").
+Every file is written from the artifact: a release shares no inode with any
+other release, so a write into a staged release can never change the live one
+(docs/decisions.md, "Releases share no inode"). Hard links from the active
+release saved about 10% of an 8-host deploy; they made one flipped byte in a
+staged file a change to the live release as well.
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ import hashlib
 import os
 import re
 import shutil
-import stat
 import tarfile
 import zlib
 from dataclasses import dataclass, field
@@ -249,27 +246,6 @@ def _check_member(member: tarfile.TarInfo) -> None:
         raise StageError(f"artifact member escapes the release directory: {member.name}")
 
 
-@dataclass(frozen=True)
-class _LinkSource:
-    """The active release, whose unchanged files a new release shares by hard link."""
-
-    root: str
-    files: dict[str, str]  # path -> sha256, from its MANIFEST
-
-
-def _link_source(layout: Layout) -> _LinkSource | None:
-    """The active release with a readable MANIFEST, or None (nothing is shared then)."""
-    try:
-        active = layout.current_release()
-        if active is None:
-            return None
-        return _LinkSource(
-            str(layout.releases / active), Manifest.load(layout.releases / active).files
-        )
-    except (RuntimeError, ManifestError, OSError):
-        return None
-
-
 @dataclass
 class _Unpacked:
     """What the pass over the artifact wrote into the ``.partial`` tree."""
@@ -278,8 +254,6 @@ class _Unpacked:
     members: set[str] = field(default_factory=set)
     dirs: set[str] = field(default_factory=lambda: {""})
     manifest: Manifest | None = None
-    source: _LinkSource | None = None
-    linked: int = 0
 
 
 def _make_dirs(dest: str, rel: str, unpacked: _Unpacked) -> None:
@@ -296,37 +270,6 @@ def _make_dirs(dest: str, rel: str, unpacked: _Unpacked) -> None:
 
 def _file_mode(member: tarfile.TarInfo) -> int:
     return 0o755 if member.mode & 0o111 else 0o644
-
-
-def _link_file(path: str, rel: str, member: tarfile.TarInfo, unpacked: _Unpacked) -> str | None:
-    """Hard-link ``rel`` from the active release when the MANIFESTs give it one digest.
-
-    Returns the sha256 of the linked file, read back; None when nothing was
-    linked (no such file, another digest or mode, a link refused by the
-    filesystem, or a content that no longer matches: then it is written).
-    """
-    source, manifest = unpacked.source, unpacked.manifest
-    if source is None or manifest is None:
-        return None
-    wanted = manifest.files.get(rel)
-    if wanted is None or source.files.get(rel) != wanted:
-        return None
-    origin = f"{source.root}/{rel}"
-    try:
-        info = os.lstat(origin)
-        if not stat.S_ISREG(info.st_mode) or stat.S_IMODE(info.st_mode) != _file_mode(member):
-            return None
-        os.link(origin, path, follow_symlinks=False)
-    except OSError:
-        return None
-    crashpoint("stage:file-linked")
-    with open(path, "rb") as linked:
-        digest = hashlib.file_digest(linked, "sha256").hexdigest()
-    if digest != wanted:  # changed in place since its own staging: never share it
-        os.unlink(path)
-        return None
-    unpacked.linked += 1
-    return digest
 
 
 def _write_file(
@@ -379,10 +322,6 @@ def _unpack_member(
     if not rel:
         raise StageError(f"artifact member has no file name: {member.name!r}")
     _make_dirs(dest, rel.rpartition("/")[0], unpacked)
-    linked = _link_file(f"{dest}/{rel}", rel, member, unpacked)
-    if linked is not None:
-        unpacked.hashes[rel] = linked
-        return None  # the stream skips the member's data
     source = tar.extractfile(member)
     if source is None:  # not reached: members are regular files or directories
         raise StageError(f"artifact member is not a regular file: {member.name}")
@@ -393,14 +332,12 @@ def _unpack_member(
     return None
 
 
-def _unpack(
-    artifact: Path, dest: Path, digest: str, source: _LinkSource | None = None
-) -> _Unpacked:
-    """One streaming pass: check, write (or link from ``source``) and hash every member.
+def _unpack(artifact: Path, dest: Path, digest: str) -> _Unpacked:
+    """One streaming pass: check, write and hash every member.
 
     The MANIFEST (written too) must have ``digest``, the one the plan read.
     """
-    unpacked = _Unpacked(source=source)
+    unpacked = _Unpacked()
     try:
         with _open_stream(artifact) as tar:
             for member in tar:
@@ -457,11 +394,10 @@ def stage(
     partial.mkdir(mode=0o755)
     crashpoint("stage:partial-created")
     try:
-        unpacked = _unpack(artifact, partial, plan.digest, _link_source(layout))
+        unpacked = _unpack(artifact, partial, plan.digest)
         crashpoint("stage:before-verify")
         _verify_unpacked(artifact, unpacked)
-        plan.details["linked_files"] = unpacked.linked
-        plan.details["written_files"] = len(unpacked.hashes) - unpacked.linked
+        plan.details["written_files"] = len(unpacked.hashes)
         crashpoint("stage:verified")
         for name, shared_sub in links.items():
             if (partial / name).exists() or (partial / name).is_symlink():

@@ -82,6 +82,9 @@ def stage(module_fleet_factory, tmp_path_factory):
         # The fleet-read cases (issue 10).
         "2.4.0": build_artifact("2.4.0", work / "p").path,
         "2.5.0": build_artifact("2.5.0", work / "q").path,
+        "2.6.0": build_artifact("2.6.0", work / "r").path,
+        "2.7.0": build_artifact("2.7.0", work / "s").path,
+        "2.8.0": build_artifact("2.8.0", work / "t").path,
     }
     return fleet, common, artifacts, work
 
@@ -643,7 +646,7 @@ def test_a_host_with_an_older_library_is_refused_before_anything_is_staged(stage
     assert "HOST LIBRARY MISMATCH: nothing was locked or staged on any host" in output
     assert (
         f"{host.name}: its library is tradeops 0.1.0 (host API none: it predates the "
-        "versioned host API); the collection needs tradeops 0.2.0 (host API 2)"
+        "versioned host API); the collection needs tradeops 0.3.0 (host API 3)"
     ) in output, output[-4000:]
     other = [h.name for h in fleet.hosts if h.name != host.name]
     assert all(f"{name}: its library" not in output for name in other)
@@ -921,3 +924,152 @@ def test_the_status_playbook_shows_a_split_fleet_and_a_lock(stage) -> None:
     assert f"fleet: SPLIT: {active} on dep-1, dep-2, dep-3; {other} on dep-4" in text or (
         f"{other} on dep-4; {active} on dep-1, dep-2, dep-3" in text
     )
+
+
+def _swap_current(host: Path, name: str) -> None:
+    (host / "current.tmp").symlink_to(f"releases/{name}")
+    os.replace(host / "current.tmp", host / "current")
+
+
+def _log_view(host: Path) -> dict:
+    return ReleaseLog(host / "release-log.jsonl").releases()
+
+
+def test_drift_is_deployed_over_only_with_a_reason_and_never_becomes_a_rollback_target(
+    stage,
+) -> None:
+    fleet, _common, artifacts, work = stage
+    host = fleet.host_dir(2)
+    if len(set(current_of(fleet))) != 1 or None in current_of(fleet):
+        assert deploy(stage, "1.0.0", artifacts["1.0.0"]).rc == 0
+    active = Path((host / "current").readlink()).name
+    copy = f"{active}-hotfix"
+    subprocess.run(
+        ["cp", "-a", str(host / "releases" / active), str(host / "releases" / copy)], check=True
+    )
+    _swap_current(host, copy)
+    run = deploy(
+        stage,
+        "2.6.0",
+        artifacts["2.6.0"],
+        "-e",
+        json.dumps({"release_drift_repair_reason": "INC-7"}),
+    )
+    text = " ".join(run.output.split())
+    assert run.rc == 0, text[-6000:]
+    assert f"DRIFT REPAIR (INC-7): dep-2: current -> {copy}, a release directory" in text
+    currents = current_of(fleet)
+    assert len(set(currents)) == 1, currents
+    assert currents[0].startswith("2.6.0-"), currents
+    # The hand-made copy is logged rolled-back; dep-2 goes back where the others go.
+    view = _log_view(host)
+    assert view[copy].status == "rolled-back"
+    targets = {
+        ReleaseLog(fleet.host_dir(h) / "release-log.jsonl").rollback_target(currents[0])
+        for h in fleet.hosts
+    }
+    assert targets == {active}, targets
+    audit = [
+        json.loads(x) for x in (work / "audit" / "deploy-audit.jsonl").read_text().splitlines()
+    ]
+    repaired = [a for a in audit if a.get("event") == "drift-repaired"]
+    assert repaired
+    assert repaired[-1]["host"] == "dep-2"
+    assert "INC-7" in repaired[-1]["detail"]
+    subprocess.run(["rm", "-rf", str(host / "releases" / copy)], check=True)
+
+
+def _config_of(fleet, host) -> tuple[str | None, int | None]:
+    status = running_status(fleet, host)
+    return status.get("config_sha256"), status.get("pid")
+
+
+def test_config_drift_under_the_same_release_is_reported_and_converged(stage) -> None:
+    fleet, _common, artifacts, _work = stage
+    first = deploy(stage, "2.7.0", artifacts["2.7.0"])
+    assert first.rc == 0, first.output[-5000:]
+    rid = current_of(fleet)[0]
+    before = {h.name: _config_of(fleet, h) for h in fleet.hosts}
+    assert all(sha for sha, _pid in before.values()), before
+    # Finding 2: the same release deployed with another value, then the value put back.
+    other = deploy(stage, "2.7.0", artifacts["2.7.0"], "-e", json.dumps({"refapp_spread_bps": 7}))
+    text = " ".join(other.output.split())
+    assert other.rc == 0, text[-5000:]
+    assert f"CONVERGE: dep-1 has {rid} but config on disk differs: config/{rid}/refapp.yml" in text
+    changed = {h.name: _config_of(fleet, h) for h in fleet.hosts}
+    for name, (sha, pid) in changed.items():
+        assert sha != before[name][0], name
+        assert pid != before[name][1], name
+    back = deploy(stage, "2.7.0", artifacts["2.7.0"])
+    assert back.rc == 0, back.output[-5000:]
+    assert "CONVERGE: dep-1 has" in " ".join(back.output.split())
+    assert {h.name: _config_of(fleet, h)[0] for h in fleet.hosts} == {
+        n: sha for n, (sha, _pid) in before.items()
+    }
+    # A hand edit of one host's config is found and repaired there only.
+    settled = {h.name: _config_of(fleet, h) for h in fleet.hosts}
+    config = fleet.host_dir(3) / "shared" / "config" / rid / "refapp.yml"
+    with open(config, "a", encoding="utf-8") as handle:
+        handle.write("# edited by hand\n")
+    fix = deploy(stage, "2.7.0", artifacts["2.7.0"])
+    text = " ".join(fix.output.split())
+    assert fix.rc == 0, text[-5000:]
+    assert f"CONVERGE: dep-3 has {rid} but config on disk differs" in text, text[-5000:]
+    assert "dep-1 has" not in text[text.find("CONVERGE:") :][:600]
+    assert "# edited by hand" not in config.read_text()
+    # dep-3's process had loaded the right config before the edit: the file is put
+    # back and every process, dep-3's included, is left trading.
+    assert {h.name: _config_of(fleet, h) for h in fleet.hosts} == settled
+    again = deploy(stage, "2.7.0", artifacts["2.7.0"])
+    assert again.rc == 0
+    quiet = " ".join(again.output.split())
+    assert "already runs" in quiet
+    assert "with its config: nothing to do" in quiet
+
+
+def test_a_live_release_changed_on_disk_is_refused_and_a_staged_change_never_reaches_it(
+    stage,
+) -> None:
+    fleet, _common, _artifacts, work = stage
+    host = fleet.host_dir(3)
+    active = Path((host / "current").readlink()).name
+    victim = host / "releases" / active / "site" / "tradeops_refapp" / "__init__.py"
+    original = victim.read_bytes()
+    # Finding 3, first half: a byte flipped, in place, in a file of the staged release
+    # that the live release has alike. The gate stops it; the live release is untouched.
+    hook = work / "flip_staged_dep_3.yml"
+    hook.write_text(
+        """---
+- name: Flip one byte, in place, of a staged file the live release has alike
+  when: inventory_hostname == 'dep-3'
+  ansible.builtin.shell:
+    cmd: >-
+      printf X | dd of=/srv/tradeops/releases/{{ release_id }}/site/tradeops_refapp/__init__.py
+      bs=1 seek=0 conv=notrunc status=none
+  changed_when: true
+"""
+    )
+    output, _before = _knight_case(
+        stage, "2.8.0", "-e", json.dumps({"release_hooks": {"before_gate": str(hook)}})
+    )
+    assert "GATE FAILED" in output, output[-6000:]
+    assert "dep-3 (" in output, output[-6000:]
+    assert victim.read_bytes() == original, "the live release changed with the staged one"
+    verify = fleet.ssh(
+        fleet.hosts[2], f"{ROOT}/venv/bin/tradeops release verify {ROOT}/releases/{active}"
+    )
+    assert verify.returncode == 0, verify.stdout + verify.stderr
+    # Second half: the live release itself changed on disk is refused, naming the file.
+    with open(victim, "r+b") as handle:
+        handle.write(bytes([original[0] ^ 0x01]))
+    try:
+        output, _before = _knight_case(stage, "2.8.0")
+    finally:
+        victim.write_bytes(original)
+    assert "LIVE RELEASE ALTERED: nothing was locked or staged on any host" in output, output[
+        -6000:
+    ]
+    assert f"dep-3: {active}: changed on disk since it was staged" in output
+    assert "site/tradeops_refapp/__init__.py" in output
+    for each in fleet.hosts:
+        assert not (fleet.host_dir(each) / "deploy.lock").exists(), each.name

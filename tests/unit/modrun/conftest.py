@@ -91,6 +91,9 @@ def host_info_params(root: Path, **over: Any) -> dict[str, Any]:
         "require_layout": False,
         "min_free_bytes": 0,
         "status_url": None,
+        "verify_current": False,
+        "release_id": None,
+        "config_files": None,
     }
     params.update(over)
     return params
@@ -132,8 +135,10 @@ def modrun_answer(request: Any) -> dict[str, Any]:
 
 @pytest.fixture
 def status_url() -> Iterator[str]:
-    """A /status endpoint reporting release r9 from pid 999."""
-    body = json.dumps({"release_id": "r9", "version": "9.0", "pid": 999}).encode()
+    """A /status endpoint reporting release r9 from pid 999, with config digest c...c."""
+    body = json.dumps(
+        {"release_id": "r9", "version": "9.0", "pid": 999, "config_sha256": "c" * 64}
+    ).encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:

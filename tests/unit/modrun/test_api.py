@@ -62,6 +62,13 @@ def request(**over: Any) -> dict[str, Any]:
     }
 
 
+SPEAKS = (
+    f"speaks host API {api.API_VERSION}"
+    if api.OLDEST_API_VERSION == api.API_VERSION
+    else f"speaks host API {api.OLDEST_API_VERSION}..{api.API_VERSION}"
+)
+
+
 def refusal(req: dict[str, Any]) -> str:
     result = api.handle(req)
     assert result["failed"] is True
@@ -75,13 +82,13 @@ def test_a_request_without_a_version_is_refused() -> None:
     del req["api"]
     msg = refusal(req)
     assert "carries no host API version" in msg
-    assert f"tradeops {tradeops.__version__} speaks host API {api.API_VERSION}" in msg
+    assert f"tradeops {tradeops.__version__} {SPEAKS}" in msg
 
 
 def test_a_newer_controller_is_refused_naming_both_versions() -> None:
     msg = refusal(request(api=api.API_VERSION + 1))
     assert msg.startswith(f"tradeops.modrun: the controller speaks host API {api.API_VERSION + 1}")
-    assert f"speaks host API {api.API_VERSION}" in msg
+    assert SPEAKS in msg
     assert "tradeops.algo.host role" in msg
 
 
@@ -101,7 +108,7 @@ def test_an_unknown_param_is_refused_not_dropped(tmp_path: Path) -> None:
     msg = refusal(request(params=params))
     assert msg == (
         f"host_info: unknown parameter 'slot': the controller speaks host API {api.API_VERSION}, "
-        f"this host's library tradeops {tradeops.__version__} speaks host API {api.API_VERSION} "
+        f"this host's library tradeops {tradeops.__version__} {SPEAKS} "
         f"and does not know it; {api.UPGRADE_HINT}"
     )
 
@@ -151,11 +158,11 @@ LIBRARY = {"version": tradeops.__version__, "api": api.API_VERSION, "oldest_api"
         ({"failed": True, "msg": "unreachable"}, ""),
         (
             {"host_library": {**LIBRARY, "version": "0.1.9"}},
-            "its library is tradeops 0.1.9 (host API 2)",
+            f"its library is tradeops 0.1.9 (host API {api.API_VERSION})",
         ),
         (
-            {"host_library": {**LIBRARY, "api": 3}},
-            f"its library is tradeops {tradeops.__version__} (host API 3)",
+            {"host_library": {**LIBRARY, "api": api.API_VERSION + 1}},
+            f"its library is tradeops {tradeops.__version__} (host API {api.API_VERSION + 1})",
         ),
         (
             {"library_version": "0.1.0", "layout_ok": True},

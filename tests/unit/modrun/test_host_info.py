@@ -132,7 +132,13 @@ def test_a_current_that_is_not_a_symlink_fails(layout: Layout) -> None:
 
 def test_status_url_reports_the_running_release(layout: Layout, status_url: str) -> None:
     result = host_info(layout.root, status_url=status_url)
-    assert result["running"] == {"release_id": "r9", "version": "9.0", "pid": 999, "error": None}
+    assert result["running"] == {
+        "release_id": "r9",
+        "version": "9.0",
+        "pid": 999,
+        "config_sha256": "c" * 64,
+        "error": None,
+    }
 
 
 def test_a_status_url_that_does_not_answer_is_not_a_failure(layout: Layout) -> None:
@@ -141,3 +147,28 @@ def test_a_status_url_that_does_not_answer_is_not_a_failure(layout: Layout) -> N
     assert "failed" not in result
     assert result["running"]["release_id"] is None
     assert result["running"]["error"].startswith(url)
+
+
+def test_config_files_lists_those_whose_content_differs(layout: Layout) -> None:
+    import hashlib
+
+    good, stale = b"mode: live\n", b"mode: paper\n"
+    config = layout.shared / "config" / "r9"
+    config.mkdir(parents=True)
+    (config / "a.yml").write_bytes(good)
+    (config / "b.yml").write_bytes(stale)
+    wanted = [
+        {"path": "config/{release_id}/a.yml", "sha256": hashlib.sha256(good).hexdigest()},
+        {"path": "config/{release_id}/b.yml", "sha256": hashlib.sha256(good).hexdigest()},
+        {"path": "config/{release_id}/c.yml", "sha256": hashlib.sha256(good).hexdigest()},
+    ]
+    result = host_info(layout.root, release_id="r9", config_files=wanted)
+    assert result["config_differs"] == ["config/r9/b.yml", "config/r9/c.yml"]
+    assert "config_differs" not in host_info(layout.root)
+
+
+def test_a_config_path_outside_shared_is_refused(layout: Layout) -> None:
+    bad = [{"path": "../etc/passwd", "sha256": "0" * 64}]
+    result = host_info(layout.root, release_id="r9", config_files=bad)
+    assert result["failed"] is True
+    assert "relative to shared/" in result["msg"]

@@ -78,6 +78,27 @@ def test_each_host_and_phase_is_written_once_across_checkpoints(tmp_path: Path) 
     assert len(log.append("run-2", first)) == 1
 
 
+def test_plan_notes_are_audit_lines_written_once_per_host_and_event(tmp_path: Path) -> None:
+    log = audit.AuditLog(tmp_path / "audit")
+    context = {"run_id": "run-1", "release_id": "r2", "operator": "ann", "play": "deploy"}
+    notes = [
+        {"host": "h1", "event": "drift-repaired", "detail": "repaired (why): current -> x"},
+        {"host": "h2", "event": "refused-locked", "detail": "held by bob"},
+    ]
+    lines = audit.note_records(notes, context)
+    written_now = log.append("run-1", lines)
+    assert [ln["event"] for ln in written_now] == ["drift-repaired", "refused-locked"]
+    assert log.append("run-1", lines) == []
+    written = [json.loads(x) for x in Path(log.path).read_text().splitlines()]
+    assert written[0]["detail"] == "repaired (why): current -> x"
+    assert (written[0]["operator"], written[0]["component"]) == ("ann", "deploy")
+
+
+def test_a_note_without_host_or_event_is_refused() -> None:
+    with pytest.raises(audit.AuditError, match="each note needs a host and an event"):
+        audit.note_records([{"host": "h1"}], {})
+
+
 def test_the_gate_report_is_written_whole(tmp_path: Path) -> None:
     log = audit.AuditLog(tmp_path / "audit")
     path = log.write_gate_report({"run_id": "run-9", "passed": False, "offenders": {"h2": "x"}})

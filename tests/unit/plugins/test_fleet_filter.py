@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import sys
@@ -83,3 +84,82 @@ def test_the_lines_for_people_name_each_host_and_the_split() -> None:
         "h2: current r1, running r1, library 0.2.0",
         "fleet: SPLIT: r1 on h2; r2 on h1; unreadable: h3",
     ]
+
+
+def full_answer(current, *, running=None, config="a" * 64, differs=(), altered=None):
+    base = answer(current, running=running)
+    base["running"]["config_sha256"] = config
+    base["release_state"]["altered"] = altered
+    base["config_differs"] = list(differs)
+    return base
+
+
+def test_a_fleet_on_the_release_and_its_config_has_no_differences() -> None:
+    view = fleet.fleet_view({"h1": full_answer("r2"), "h2": full_answer("r2")})
+    assert fleet.fleet_differences(view, "r2", "a" * 64) == {}
+
+
+def test_already_runs_compares_the_config_on_disk_and_in_the_process() -> None:
+    """Issue 10, finding 2: the same release id with another config is not "already runs"."""
+    view = fleet.fleet_view(
+        {
+            "h1": full_answer("r2", differs=["config/r2/refapp.yml"]),
+            "h2": full_answer("r2", config="b" * 64),
+            "h3": full_answer("r2", config=None),
+            "h4": full_answer("r1"),
+            "h5": None,
+        }
+    )
+    found = fleet.fleet_differences(view, "r2", "a" * 64)
+    assert found == {
+        "h1": "config on disk differs: config/r2/refapp.yml",
+        "h2": "its process runs config bbbbbbbbbbbb, the controller rendered aaaaaaaaaaaa",
+        "h3": "its process does not report its config",
+        "h4": "current is r1; its process runs r1",
+        "h5": "not read",
+    }
+    # Each host's config is rendered for it: one digest per host.
+    per_host = fleet.fleet_differences(
+        fleet.fleet_view({"h1": full_answer("r2"), "h2": full_answer("r2", config="b" * 64)}),
+        "r2",
+        {"h1": "a" * 64, "h2": "b" * 64},
+    )
+    assert per_host == {}
+    # Without a process to manage, only the host's files count.
+    assert set(fleet.fleet_differences(view, "r2", "a" * 64, False)) == {"h1", "h4", "h5"}
+
+
+def test_an_altered_live_release_is_named_and_refusals_are_audit_notes() -> None:
+    view = fleet.fleet_view(
+        {"h1": full_answer("r2", altered="r2: changed on disk (sha256 mismatch: x)")}
+    )
+    assert view["altered"] == {"h1": "r2: changed on disk (sha256 mismatch: x)"}
+    assert fleet.plan_notes(view) == [
+        {"host": "h1", "event": "refused-altered", "detail": view["altered"]["h1"]}
+    ]
+    assert "ALTERED: r2: changed on disk" in fleet.fleet_lines(view)[0]
+
+
+def test_plan_notes_record_drift_refused_or_repaired_and_locks() -> None:
+    lock = {"owner": "bob", "run_id": "run-1", "host": "ctl", "pid": dead_pid(), "since": 0}
+    view = fleet.fleet_view(
+        {"h1": answer("x", drift="current -> x, never staged"), "h2": answer("r2", lock=lock)},
+        controller_host="ctl",
+        run_id="run-2",
+    )
+    refused = fleet.plan_notes(view)
+    assert [(n["host"], n["event"]) for n in refused] == [("h1", "refused-drift")]
+    repaired = fleet.plan_notes(view, "restored by hand", "controller crashed")
+    assert [(n["host"], n["event"]) for n in repaired] == [
+        ("h1", "drift-repaired"),
+        ("h2", "lock-taken-over"),
+    ]
+    assert repaired[0]["detail"].startswith("repaired (restored by hand): current -> x")
+
+
+def test_config_digests_send_no_content() -> None:
+    files = [{"path": "config/{release_id}/a.yml", "content": "secret: s3cr3t\n", "mode": "0640"}]
+    digests = fleet.config_digests(files)
+    wanted = hashlib.sha256(b"secret: s3cr3t\n").hexdigest()
+    assert digests == [{"path": "config/{release_id}/a.yml", "sha256": wanted}]
+    assert "s3cr3t" not in repr(digests)

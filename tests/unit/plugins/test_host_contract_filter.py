@@ -17,13 +17,13 @@ def test_each_host_with_another_library_is_named_with_both_versions() -> None:
     answers = {
         "h1": {"host_library": LIBRARY},
         "h2": {"library_version": "0.1.0"},
-        "h3": {"host_library": {**LIBRARY, "version": "0.3.0", "api": 3}},
+        "h3": {"host_library": {**LIBRARY, "version": "9.9.0", "api": 99}},
         "h4": None,  # no answer: the preflight names it
     }
     found = contract.library_offenders(answers)
     assert sorted(found) == ["h2", "h3"]
     assert found["h2"].startswith("its library is tradeops 0.1.0 (host API none")
-    assert found["h3"].startswith("its library is tradeops 0.3.0 (host API 3)")
+    assert found["h3"].startswith("its library is tradeops 9.9.0 (host API 99)")
     for reason in found.values():
         assert reason.endswith(host_api.NEEDED)
         assert host_api.LIBRARY_VERSION in reason

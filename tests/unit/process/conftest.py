@@ -114,9 +114,10 @@ STRAT_SCRIPT = textwrap.dedent(
         print("config error: fault_mode must be one of none, crash", flush=True)
         sys.exit(3)
     (root / "run" / "strat.pid").write_text(str(os.getpid()))
-    body = json.dumps(
-        {"release_id": release, "version": "v-" + release, "pid": os.getpid()}
-    ).encode()
+    status = {"release_id": release, "version": "v-" + release, "pid": os.getpid()}
+    if (root / "config_sha256").exists():  # the config this start loaded
+        status["config_sha256"] = (root / "config_sha256").read_text().strip()
+    body = json.dumps(status).encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
@@ -193,6 +194,10 @@ class SupervisedHost:
     def set_release(self, release_id: str) -> None:
         """The release the next start of the program will report."""
         (self.root / "release_id").write_text(f"{release_id}\n")
+
+    def set_config(self, sha256: str) -> None:
+        """The config digest the next start of the program will report."""
+        (self.root / "config_sha256").write_text(f"{sha256}\n")
 
     def rpc(self) -> Any:
         """supervisord's XML-RPC namespace, straight (not through the code under test)."""

@@ -144,6 +144,37 @@ def test_a_host_that_already_runs_the_release_is_not_restarted(
     assert again["strategy"]["running"]["pid"] == pid
 
 
+def test_a_process_on_the_release_but_another_config_is_restarted(
+    supervised: SupervisedHost,
+) -> None:
+    """Issue 10, finding 2: "already runs" compares the config the process loaded too."""
+    host_with_releases(supervised)
+    supervised.set_release("B")
+    supervised.set_config("a" * 64)
+    first = cutover(supervised, "B", config_sha256="a" * 64)
+    assert "failed" not in first, first
+    pid = first["strategy"]["running"]["pid"]
+    same = cutover(supervised, "B", config_sha256="a" * 64)
+    assert (same["changed"], same["strategy"]["action"]) == (False, "none")
+    supervised.set_config("b" * 64)  # the config re-rendered on disk; the process runs "a"
+    again = cutover(supervised, "B", config_sha256="b" * 64)
+    assert "failed" not in again, again
+    assert (again["changed"], again["strategy"]["action"]) == (True, "restart")
+    assert again["strategy"]["running"]["pid"] != pid
+
+
+def test_a_process_that_does_not_report_its_config_is_restarted_when_one_is_wanted(
+    supervised: SupervisedHost,
+) -> None:
+    host_with_releases(supervised)
+    supervised.set_release("B")
+    first = cutover(supervised, "B")
+    assert "failed" not in first, first
+    again = cutover(supervised, "B", config_sha256="a" * 64)
+    assert "failed" not in again, again
+    assert again["strategy"]["action"] == "restart"
+
+
 def test_current_already_swapped_but_the_old_process_running_is_restarted(
     supervised: SupervisedHost,
 ) -> None:
@@ -192,3 +223,23 @@ def test_a_failure_after_the_swap_reports_the_move_for_the_switch_back(
     assert "failed" not in back, back
     assert os.readlink(layout.current) == "releases/A"
     assert ReleaseLog(layout.release_log).status_of("B") == "rolled-back"
+
+
+def test_a_run_that_does_not_hold_the_lock_may_not_cut_over(supervised: SupervisedHost) -> None:
+    """An orphaned remote call of a dead run, after another run took its lock over."""
+    from tradeops.releases.lock import DeployLock
+
+    layout = host_with_releases(supervised)
+    supervised.set_release("B")
+    nobody = cutover(supervised, "B", run_id="run-dead")
+    assert nobody["failed"] is True
+    assert "does not hold this host's deploy lock (none is held)" in nobody["msg"]
+    lock = DeployLock(layout.deploy_lock)
+    assert lock.acquire("ann", "B", "run-new", os.getpid(), "ctl")
+    other = cutover(supervised, "B", run_id="run-dead")
+    assert other["failed"] is True
+    assert "held by run run-new, not by run run-dead" in other["msg"]
+    assert layout.current_release() == "A"
+    ours = cutover(supervised, "B", run_id="run-new")
+    assert "failed" not in ours, ours
+    assert layout.current_release() == "B"

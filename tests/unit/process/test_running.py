@@ -14,10 +14,25 @@ from .conftest import StatusServer, closed_url
 
 
 def test_a_json_object_is_read(status_server: StatusServer) -> None:
-    status_server.answer(release_id="r7", version="1.7", pid=4242, extra="ignored")
+    status_server.answer(
+        release_id="r7", version="1.7", pid=4242, config_sha256="c" * 64, extra="ignored"
+    )
     running = read_running(status_server.url)
-    assert running == Running("r7", "1.7", 4242, None)
-    assert running.as_dict() == {"release_id": "r7", "version": "1.7", "pid": 4242, "error": None}
+    assert running == Running("r7", "1.7", 4242, None, "c" * 64)
+    assert running.as_dict() == {
+        "release_id": "r7",
+        "version": "1.7",
+        "pid": 4242,
+        "config_sha256": "c" * 64,
+        "error": None,
+    }
+
+
+def test_a_process_that_does_not_report_its_config_has_none(
+    status_server: StatusServer,
+) -> None:
+    status_server.answer(release_id="r7", version="1.7", pid=4242, config_sha256=7)
+    assert read_running(status_server.url).config_sha256 is None
 
 
 def test_non_string_fields_are_stringified_and_a_bad_pid_dropped(

@@ -89,3 +89,85 @@ def test_a_host_with_no_release_yet(tmp_path: Path) -> None:
         (tmp_path / rel).mkdir(parents=True, exist_ok=True)
     state = read_host_state(Layout.at(tmp_path))
     assert (state["current"], state["drift"], state["log_active"]) == (None, None, [])
+
+
+def staged_host(tmp_path: Path) -> Layout:
+    """A host whose release A was really staged and activated (MANIFEST and log digest)."""
+    from tests.unit.releases.test_staging import craft_artifact, make_layout
+    from tradeops.releases.activation import activate
+    from tradeops.releases.staging import stage
+
+    lay = make_layout(tmp_path / "host")
+    stage(lay, craft_artifact(tmp_path / "a.tar.gz"), "A")
+    activate(lay, "A")
+    return lay
+
+
+def test_verify_current_passes_on_the_release_as_staged(tmp_path: Path) -> None:
+    state = read_host_state(staged_host(tmp_path), verify_current=True)
+    assert (state["current"], state["altered"], state["verified"]) == ("A", None, True)
+
+
+def test_without_verify_current_nothing_is_hashed(tmp_path: Path) -> None:
+    state = read_host_state(staged_host(tmp_path))
+    assert (state["altered"], state["verified"]) == (None, False)
+
+
+def test_a_byte_flipped_in_the_live_release_is_altered(tmp_path: Path) -> None:
+    lay = staged_host(tmp_path)
+    target = lay.releases / "A" / "site/pkg/__init__.py"
+    data = bytearray(target.read_bytes())
+    data[0] ^= 0x01
+    with open(target, "r+b") as handle:  # in place, the inode the release has
+        handle.write(bytes(data))
+    state = read_host_state(lay, verify_current=True)
+    assert state["altered"] == (
+        "A: changed on disk since it was staged (sha256 mismatch: site/pkg/__init__.py)"
+    )
+    assert state["verified"] is False
+    assert state["drift"] is None
+
+
+def test_a_manifest_rewritten_to_match_the_change_is_still_altered(tmp_path: Path) -> None:
+    import dataclasses
+    import hashlib
+
+    from tradeops.releases.manifest import MANIFEST_NAME, Manifest
+
+    lay = staged_host(tmp_path)
+    release = lay.releases / "A"
+    changed = b"VALUE = 666\n"
+    (release / "site/pkg/__init__.py").write_bytes(changed)
+    old = Manifest.load(release)
+    files = {**old.files, "site/pkg/__init__.py": hashlib.sha256(changed).hexdigest()}
+    (release / MANIFEST_NAME).write_text(dataclasses.replace(old, files=files).to_json())
+    state = read_host_state(lay, verify_current=True)
+    assert "its MANIFEST has sha256" in str(state["altered"])
+    assert "the release log staged" in str(state["altered"])
+
+
+def test_a_repair_that_replaces_drift_never_makes_the_unlogged_copy_a_rollback_target(
+    tmp_path: Path,
+) -> None:
+    """Issue 10, finding 1: the cutover used to log the hand-made copy as ``previous``."""
+    import shutil
+
+    from tests.unit.releases.test_staging import FILES, craft_artifact
+    from tradeops.releases.activation import activate
+    from tradeops.releases.staging import stage
+
+    lay = staged_host(tmp_path)
+    shutil.copytree(lay.releases / "A", lay.releases / "A-copy", symlinks=True)
+    point(lay, "A-copy")
+    assert read_host_state(lay)["drift"] is not None
+    changed = {**FILES, "REVISION": b"2.0\n"}
+    stage(lay, craft_artifact(tmp_path / "b.tar.gz", changed, version="2.0"), "B")
+    activate(lay, "B")
+    view = ReleaseLog(lay.release_log).releases()
+    assert (view["A-copy"].status, view["A"].status, view["B"].status) == (
+        "rolled-back",
+        "previous",
+        "active",
+    )
+    state = read_host_state(lay, verify_current=True)
+    assert (state["rollback_target"], state["drift"], state["verified"]) == ("A", None, True)
