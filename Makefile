@@ -13,7 +13,7 @@ COLLECTION_DIR := .collections/ansible_collections/tradeops/algo
 PYTEST_ARGS ?=
 
 .PHONY: help setup os-deps venv collection wheelhouse test lint ruff mypy ansible-lint \
-	sanity unit integration molecule core-latest demo demo-stop bench build freeze \
+	sanity unit integration conformance molecule core-latest demo demo-stop bench build freeze \
 	freeze-core clean changelog
 
 help: ## List the targets
@@ -34,7 +34,7 @@ collection:
 wheelhouse: venv
 	@scripts/wheelhouse.sh
 
-test: setup lint unit integration ansible-lint sanity molecule core-latest ## Every quality gate: ruff, pytest, ansible-lint, ansible-test sanity, molecule, newest core
+test: setup lint unit integration conformance ansible-lint sanity molecule core-latest ## Every quality gate: ruff, pytest, FIX conformance, ansible-lint, ansible-test sanity, molecule, newest core
 	@echo "make test: all gates passed"
 
 lint: ruff mypy changelog
@@ -54,6 +54,10 @@ unit: venv
 
 integration: setup
 	$(BIN)/python -m pytest tests/integration -q $(PYTEST_ARGS)
+
+conformance: venv ## FIX conformance: the simulator and the adapters against QuickFIX and its FIX44.xml
+	@scripts/quickfix-wheel.sh
+	$(BIN)/python -m pytest tests/conformance -q $(PYTEST_ARGS)
 
 ansible-lint: venv collection
 	$(BIN)/ansible-lint --strict

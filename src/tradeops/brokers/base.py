@@ -106,15 +106,21 @@ class MassCancelReport:
 
 @dataclass(frozen=True, slots=True)
 class Position:
-    """One PositionReport (AP), per account and symbol; ``pos_req_id`` of the request."""
+    """One PositionReport (AP), per account and symbol; ``pos_req_id`` of the request.
+
+    Standard FIX 4.4 carries no average price nor P&L in a PositionReport: they
+    are None unless the venue sends them (the simulator's venue extensions,
+    tags 9101-9103). ``settl_px`` is the SettlPrice (730) the venue valued it at.
+    """
 
     account: str
     symbol: str
     qty: Decimal
-    avg_px: Decimal = Decimal(0)
-    realized_pnl: Decimal = Decimal(0)
-    unrealized_pnl: Decimal = Decimal(0)
+    avg_px: Decimal | None = None
+    realized_pnl: Decimal | None = None
+    unrealized_pnl: Decimal | None = None
     pos_req_id: str | None = None
+    settl_px: Decimal | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -601,10 +601,11 @@ class FixSession:
             account=str(msg.get(FTag.Account, "")),
             symbol=str(msg.get(FTag.Symbol, "")),
             qty=qty,
-            avg_px=_dec(msg, TAG_AVG_PX) or Decimal(0),
-            realized_pnl=_dec(msg, TAG_REALIZED_PNL) or Decimal(0),
-            unrealized_pnl=_dec(msg, TAG_UNREALIZED_PNL) or Decimal(0),
+            avg_px=_dec(msg, TAG_AVG_PX, None),
+            realized_pnl=_dec(msg, TAG_REALIZED_PNL, None),
+            unrealized_pnl=_dec(msg, TAG_UNREALIZED_PNL, None),
             pos_req_id=_opt(msg, FTag.PosReqID),
+            settl_px=_dec(msg, FTag.SettlPrice, None),
         )
 
     def _quotes(self, msg: FIXMessage, snapshot: bool) -> list[BrokerEvent]:

@@ -84,6 +84,7 @@ class FixConfig:
     begin_string: str = "FIX.4.4"
     repeating_groups: dict[str, list[str]] = field(default_factory=dict)
     data_dictionary: str | None = None  # QuickFIX-format XML; None = no schema validation
+    venue_extensions: bool = False  # RptSeq in W/X, tags 9101-9103 in AP (FIX44-venue.xml)
 
 
 @dataclass(frozen=True, slots=True)
@@ -289,7 +290,9 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> SimConfig
     sim_comp_id = _str(d.get("sim_comp_id", "SIM"), "sim_comp_id", _COMP_ID_RE)
 
     fix_raw = _dict(d.get("fix"), "fix")
-    _check_keys(fix_raw, {"begin_string", "repeating_groups", "data_dictionary"}, "fix")
+    _check_keys(
+        fix_raw, {"begin_string", "repeating_groups", "data_dictionary", "venue_extensions"}, "fix"
+    )
     begin_string = _str(fix_raw.get("begin_string", "FIX.4.4"), "fix.begin_string")
     if begin_string != "FIX.4.4":
         raise ConfigError("fix.begin_string: only FIX.4.4 is supported by the FIX engine")
@@ -307,7 +310,8 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> SimConfig
         elif not dict_path.is_absolute() and base_dir is not None:
             dict_path = base_dir / dict_path
         dictionary = str(dict_path)
-    fix = FixConfig(begin_string, groups, dictionary)
+    extensions = _bool(fix_raw.get("venue_extensions", False), "fix.venue_extensions")
+    fix = FixConfig(begin_string, groups, dictionary, extensions)
 
     fill_raw = _dict(d.get("fill"), "fill")
     _check_keys(fill_raw, {"max_qty_per_tick", "ratio", "market_slippage_ticks"}, "fill")

@@ -223,6 +223,7 @@ class PositionView:
     realized_pnl: Decimal
     unrealized_pnl: Decimal
     mark: Decimal | None
+    prior_settl_px: Decimal = Decimal(0)  # the session's reference price (the configured one)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly view."""
@@ -237,6 +238,7 @@ class PositionView:
             "realized_pnl": self.realized_pnl,
             "unrealized_pnl": self.unrealized_pnl,
             "mark": self.mark,
+            "prior_settl_px": self.prior_settl_px,
         }
 
 
@@ -691,6 +693,7 @@ class Engine:
                     if mark is not None
                     else Decimal(0),
                     mark=mark,
+                    prior_settl_px=sym.price,
                 )
             )
         return out

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
 from asyncfix import FIXMessage, FMsg, FTag
 from asyncfix.errors import FIXMessageError, RepeatingTagError
@@ -316,8 +317,14 @@ def positions_ack(
     return m
 
 
-def position_report(report_id: str, pos_req_id: str, total: int, view: PositionView) -> FIXMessage:
-    """PositionReport (AP) of one symbol; average price and P&L in tags 9101-9103."""
+def position_report(
+    report_id: str, pos_req_id: str, total: int, view: PositionView, extensions: bool = False
+) -> FIXMessage:
+    """PositionReport (AP) of one symbol, valued at the mark (the reference price before any).
+
+    With the venue extensions on (``fix.venue_extensions``), the average price
+    and the P&L go in the user-defined tags 9101-9103 (FIX44-venue.xml).
+    """
     m = FIXMessage(FMsg.POSITIONREPORT)
     m[FTag.PosMaintRptID] = report_id
     m[FTag.PosReqID] = pos_req_id
@@ -328,12 +335,13 @@ def position_report(report_id: str, pos_req_id: str, total: int, view: PositionV
     m[FTag.Account] = view.account
     m[FTag.AccountType] = "1"
     m[FTag.Symbol] = view.symbol
-    if view.mark is not None:
-        m[FTag.SettlPrice] = fmt_decimal(view.mark)
-        m[FTag.SettlPriceType] = "2"
-    m[TAG_AVG_PX] = fmt_decimal(view.avg_px)
-    m[TAG_REALIZED_PNL] = fmt_decimal(view.realized_pnl)
-    m[TAG_UNREALIZED_PNL] = fmt_decimal(view.unrealized_pnl)
+    m[FTag.SettlPrice] = fmt_decimal(view.mark if view.mark is not None else view.prior_settl_px)
+    m[FTag.SettlPriceType] = "2"  # theoretical: an intraday valuation, not a final settlement
+    m[FTag.PriorSettlPrice] = fmt_decimal(view.prior_settl_px)
+    if extensions:
+        m[TAG_AVG_PX] = fmt_decimal(view.avg_px)
+        m[TAG_REALIZED_PNL] = fmt_decimal(view.realized_pnl)
+        m[TAG_UNREALIZED_PNL] = fmt_decimal(view.unrealized_pnl)
     long_qty = view.qty if view.qty > 0 else Decimal(0)
     short_qty = -view.qty if view.qty < 0 else Decimal(0)
     m.set_group(
@@ -349,12 +357,15 @@ def position_report(report_id: str, pos_req_id: str, total: int, view: PositionV
     return m
 
 
-def md_snapshot(md_req_id: str, symbol: str, tick: Tick, rpt_seq: int) -> FIXMessage:
-    """MarketDataSnapshotFullRefresh (W): bid, offer, last trade."""
+def md_snapshot(
+    md_req_id: str, symbol: str, tick: Tick, rpt_seq: int, extensions: bool = False
+) -> FIXMessage:
+    """MarketDataSnapshotFullRefresh (W): bid, offer, last trade; RptSeq only as an extension."""
     m = FIXMessage(FMsg.MARKETDATASNAPSHOTFULLREFRESH)
     m[FTag.MDReqID] = md_req_id
     m[FTag.Symbol] = symbol
-    m[FTag.RptSeq] = rpt_seq
+    if extensions:
+        m[FTag.RptSeq] = rpt_seq
     m.set_group(
         FTag.NoMDEntries,
         [
@@ -374,8 +385,13 @@ def md_snapshot(md_req_id: str, symbol: str, tick: Tick, rpt_seq: int) -> FIXMes
     return m
 
 
-def md_incremental(md_req_id: str, symbol: str, tick: Tick, rpt_seq: int) -> FIXMessage:
-    """MarketDataIncrementalRefresh (X): bid and offer changed, a trade at last."""
+def md_incremental(
+    md_req_id: str, symbol: str, tick: Tick, rpt_seq: int, extensions: bool = False
+) -> FIXMessage:
+    """MarketDataIncrementalRefresh (X): bid and offer changed, a trade at last.
+
+    RptSeq goes in each entry only as a venue extension.
+    """
     m = FIXMessage(FMsg.MARKETDATAINCREMENTALREFRESH)
     m[FTag.MDReqID] = md_req_id
     entries = []
@@ -384,16 +400,16 @@ def md_incremental(md_req_id: str, symbol: str, tick: Tick, rpt_seq: int) -> FIX
         ("1", "1", tick.ask, tick.ask_size),
         ("2", "0", tick.last, Decimal(1)),
     ):
-        entries.append(
-            {
-                FTag.MDUpdateAction: action,
-                FTag.MDEntryType: entry_type,
-                FTag.Symbol: symbol,
-                FTag.RptSeq: rpt_seq,
-                FTag.MDEntryPx: fmt_decimal(px),
-                FTag.MDEntrySize: fmt_decimal(size),
-            }
-        )
+        entry: dict[Any, Any] = {
+            FTag.MDUpdateAction: action,
+            FTag.MDEntryType: entry_type,
+            FTag.Symbol: symbol,
+        }
+        if extensions:
+            entry[FTag.RptSeq] = rpt_seq
+        entry[FTag.MDEntryPx] = fmt_decimal(px)
+        entry[FTag.MDEntrySize] = fmt_decimal(size)
+        entries.append(entry)
     m.set_group(FTag.NoMDEntries, entries)
     return m
 

@@ -75,6 +75,7 @@ class SimServer:
         self, config: SimConfig, log: EventLog | None = None, *, run_tag: str | None = None
     ) -> None:
         self.config = config
+        self._extensions = config.fix.venue_extensions
         self.log = log or EventLog("sim")
         self.faults = FaultState()
         self.engine = Engine(config, run_tag or _run_tag())
@@ -248,7 +249,7 @@ class SimServer:
                 continue
             for md_req_id, symbols in list(acc.md_subs.items()):
                 if symbol in symbols:
-                    msg = fixapp.md_incremental(md_req_id, symbol, tick, rpt_seq)
+                    msg = fixapp.md_incremental(md_req_id, symbol, tick, rpt_seq, self._extensions)
                     await acc.send_app(msg, store_if_down=False)
 
     # -------------------------------------------------------------- routing
@@ -568,7 +569,9 @@ class SimServer:
         await acc.send_app(fixapp.positions_ack(report_id, pos_req_id, account, len(views)))
         for view in views:
             await acc.send_app(
-                fixapp.position_report(self._next_report_id("P"), pos_req_id, len(views), view)
+                fixapp.position_report(
+                    self._next_report_id("P"), pos_req_id, len(views), view, self._extensions
+                )
             )
 
     async def _on_market_data_request(self, acc: SessionAcceptor, msg: FIXMessage) -> None:
@@ -592,7 +595,7 @@ class SimServer:
                 continue
             tick = self.processes[symbol].current()
             await acc.send_app(
-                fixapp.md_snapshot(md_req_id, symbol, tick, self.ticks[symbol]),
+                fixapp.md_snapshot(md_req_id, symbol, tick, self.ticks[symbol], self._extensions),
                 store_if_down=False,
             )
 

@@ -158,8 +158,18 @@ class Sim:
         return self.proc.stop()
 
 
-def sim_config(tmp: Path, ports: dict[str, int], admin_port: int, extra_oe: list[str]) -> Path:
-    """Write a simulator config: fast ticks that cross the refapp's quotes often."""
+def sim_config(
+    tmp: Path,
+    ports: dict[str, int],
+    admin_port: int,
+    extra_oe: list[str],
+    venue_extensions: bool = True,
+) -> Path:
+    """Write a simulator config: fast ticks that cross the refapp's quotes often.
+
+    The venue extensions are on by default: the venue's average price and P&L
+    (tags 9101-9103) are the reference of the refapp's own.
+    """
     sessions = [
         {"role": "order_entry", "comp_id": OE, "port": ports[OE]},
         {"role": "drop_copy", "comp_id": DC, "port": ports[DC]},
@@ -174,6 +184,7 @@ def sim_config(tmp: Path, ports: dict[str, int], admin_port: int, extra_oe: list
         "sim_comp_id": SIM_ID,
         "heartbeat_s": 30,
         "tick_interval_ms": 50,
+        "fix": {"venue_extensions": venue_extensions},
         "throttle": {"window_ms": 1000, "reject_limit": 0, "disconnect_limit": 0},
         "symbols": [
             {
@@ -202,11 +213,13 @@ def sim_config(tmp: Path, ports: dict[str, int], admin_port: int, extra_oe: list
     return path
 
 
-def start_sim(tmp: Path, extra_oe: list[str] | None = None) -> Sim:
+def start_sim(
+    tmp: Path, extra_oe: list[str] | None = None, venue_extensions: bool = True
+) -> Sim:
     """Start the simulator on ports it picks (0) and read them from its log."""
     extra_oe = extra_oe or []
     names = [OE, DC, RISK, *extra_oe]
-    cfg = sim_config(tmp, dict.fromkeys(names, 0), 0, extra_oe)
+    cfg = sim_config(tmp, dict.fromkeys(names, 0), 0, extra_oe, venue_extensions)
     proc = Proc("sim", tradeops_cmd("sim", "run", "--config", str(cfg)), tmp / "sim.log").start()
 
     # Not probed with TCP connects: a session accepts one connection at a time, and a

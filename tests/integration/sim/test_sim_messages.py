@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import pytest
 from asyncfix import FIXMessage, FMsg, FTag
 
 from tradeops.brokers.base import (
@@ -184,7 +185,12 @@ def test_order_mass_status_answers_exec_type_i(sim_config_file):
     run(scenario())
 
 
-def test_request_for_positions_ack_and_reports(sim_config_file):
+@pytest.mark.parametrize("extensions", [False, True], ids=["standard", "venue-extensions"])
+def test_request_for_positions_ack_and_reports(sim_config_file, extensions):
+    if extensions:
+        with sim_config_file.open("a", encoding="utf-8") as f:
+            f.write("fix: {venue_extensions: true}\n")
+
     async def scenario():
         async with start_sim(sim_config_file) as sim, connected(sim, "ACC1_OE") as c:
             s = c.session
@@ -201,9 +207,15 @@ def test_request_for_positions_ack_and_reports(sim_config_file):
             # bought 4 @ 100.5 (ask + 1 tick), sold 1 @ 99.75 (bid - 1 tick)
             assert es.account == "ACC1"
             assert es.qty == 3
-            assert es.avg_px == Decimal("100.5")
-            assert es.realized_pnl == Decimal("-0.75")
-            assert es.unrealized_pnl == (Decimal("100.125") - Decimal("100.5")) * 3
+            assert es.settl_px == Decimal("100.125")  # valued at the mid
+            report = next(m for m in c.raw_of("AP") if m[FTag.Symbol] == "ESZ5")
+            assert report[FTag.PriorSettlPrice] == "100"  # the configured reference price
+            if extensions:
+                assert es.avg_px == Decimal("100.5")
+                assert es.realized_pnl == Decimal("-0.75")
+                assert es.unrealized_pnl == (Decimal("100.125") - Decimal("100.5")) * 3
+            else:  # standard FIX 4.4 has no average price nor P&L in a PositionReport
+                assert (es.avg_px, es.realized_pnl, es.unrealized_pnl) == (None, None, None)
             nq = next(p for p in positions if p.symbol == "NQZ5")
             assert nq.qty == 0
             assert next(str(m.msg_type) for m in c.raw if str(m.msg_type) in ("AO", "AP")) == "AO"

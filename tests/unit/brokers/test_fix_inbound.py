@@ -404,9 +404,9 @@ def test_positions_ack_and_reports():
             assert events.of(PositionsAck) == [PositionsAck("p1", 2, "0", "0", "ACC1", None)]
             assert events.of(Position) == [
                 Position("ACC1", "ESZ5", Decimal(3), Decimal("100.5"), Decimal("12.5"),
-                         Decimal(-3), "p1"),
+                         Decimal(-3), "p1", Decimal(0)),
                 Position("ACC1", "CLZ5", Decimal("-2.5"), Decimal(75), Decimal("12.5"),
-                         Decimal(-3), "p1"),
+                         Decimal(-3), "p1", Decimal(0)),
             ]  # fmt: skip
 
     run(scenario())

@@ -156,7 +156,7 @@ def test_both_ends_agree_on_the_wire_format():
     assert mc.total_affected == 2
 
     view = PositionView("ACC1", "ESZ5", D(-3), D("101"), D("12.5"), D("-7.5"), D("100.125"))
-    [pos] = client._convert(_roundtrip(fixapp.position_report("P1", "p", 1, view)))
+    [pos] = client._convert(_roundtrip(fixapp.position_report("P1", "p", 1, view, True)))
     assert isinstance(pos, Position)
     assert (pos.qty, pos.avg_px, pos.realized_pnl, pos.unrealized_pnl) == (
         -3,
