@@ -4,11 +4,18 @@ Starts ``tradeops sim run`` as a subprocess (journals on disk, JSON log to a
 file), connects a :class:`FixSession` from this process and measures:
 
 * ``nos_ack_rtt_us``: NewOrderSingle -> ack ExecutionReport round trip, one
-  order at a time, measured by the client ({p50, p99, max, n});
-* ``orders_per_s``: sustained rate with up to ``WINDOW`` orders in flight.
+  order at a time, measured by the adapter ({p50, p99, max, n});
+* ``adapter_orders_per_s``: the adapter's sustained rate with up to ``WINDOW``
+  orders in flight;
+* ``quickfix``: the same two figures from a QuickFIX (C++) initiator on its
+  own session, in the same run: the reference client, which spends little time
+  per message, so its ``orders_per_s`` is the simulator's sustained rate
+  (the top-level ``orders_per_s``);
+* ``sim_capacity``: the simulator's own measure (``GET /state``): inbound
+  messages handled per second of its busy time.
 
-Bounded: ``RTT_ORDERS`` + ``RATE_ORDERS`` orders, at most ``CAP_S`` seconds
-per phase. The simulator is stopped by its PID at the end. Writes
+Bounded: ``RTT_ORDERS`` + ``RATE_ORDERS`` orders per client, at most ``CAP_S``
+seconds per phase. The simulator is stopped by its PID at the end. Writes
 ``bench/results/sim.json``.
 """
 
@@ -23,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,6 +38,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
+import quickfix_load  # noqa: E402
 from common import write_result  # noqa: E402
 
 from tradeops.brokers.base import (  # noqa: E402
@@ -42,7 +51,7 @@ from tradeops.brokers.base import (  # noqa: E402
 from tradeops.brokers.fix import FixSession  # noqa: E402
 
 RTT_ORDERS = 1000
-RATE_ORDERS = 2000
+RATE_ORDERS = 5000
 WINDOW = 50
 CAP_S = 20.0
 
@@ -61,15 +70,18 @@ accounts:
       - {role: order_entry, comp_id: ACC1_OE}
       - {role: drop_copy, comp_id: ACC1_DC}
       - {role: risk, comp_id: ACC1_RISK}
+      - {role: order_entry, comp_id: ACC1_QF}
 """
 
 
-def start_sim(tmp: Path) -> tuple[subprocess.Popen[str], dict]:
+def start_sim(tmp: Path, journal_on_disk: bool = True) -> tuple[subprocess.Popen[str], dict]:
     cfg = tmp / "sim.yml"
     cfg.write_text(CONFIG, encoding="utf-8")
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     cmd = [sys.executable, "-m", "tradeops.cli.main", "sim", "run", "--config", str(cfg),
-           "--store-dir", str(tmp / "sim-store"), "--log-file", str(tmp / "sim.log")]  # fmt: skip
+           "--log-file", str(tmp / "sim.log")]  # fmt: skip
+    if journal_on_disk:
+        cmd += ["--store-dir", str(tmp / "sim-store")]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True)
     box: dict[str, str] = {}
     reader = threading.Thread(target=lambda: box.update(line=proc.stdout.readline()), daemon=True)
@@ -159,12 +171,18 @@ async def measure(port: int, store: str) -> dict:
             "max": round(rtts[-1], 1),
             "n": len(rtts),
         },
-        "orders_per_s": round(done / elapsed, 1),
+        "adapter_orders_per_s": round(done / elapsed, 1),
         "orders_in_rate_phase": done,
         "window": WINDOW,
-        "journal": "SQLite WAL, synchronous=NORMAL, both ends",
+        "journal": "SQLite WAL, synchronous=NORMAL, both ends (quickfix_journal_in_memory: the"
+        " simulator's journal in memory, its shipped default)",
         "transport": "TCP loopback, simulator in a subprocess",
     }
+
+
+def sim_state(admin_port: int) -> dict:
+    with urllib.request.urlopen(f"http://127.0.0.1:{admin_port}/state", timeout=10) as resp:
+        return json.load(resp)
 
 
 def main() -> int:
@@ -175,6 +193,32 @@ def main() -> int:
             figures = asyncio.run(
                 measure(ready["sessions"]["ACC1_OE"]["port"], str(tmp / "client"))
             )
+            reference = quickfix_load.run(
+                ready["sessions"]["ACC1_QF"]["port"],
+                "ACC1_QF",
+                RTT_ORDERS,
+                RATE_ORDERS,
+                WINDOW,
+                CAP_S,
+            )
+            figures["quickfix"] = reference
+            figures["orders_per_s"] = reference["orders_per_s"]
+            figures["sim_capacity"] = sim_state(ready["admin_port"])["capacity"].get("D")
+        finally:
+            stop_sim(proc)
+        # The shipped default keeps the simulator's journals in memory (store_dir: null).
+        (tmp / "memory").mkdir()
+        proc, ready = start_sim(tmp / "memory", journal_on_disk=False)
+        try:
+            in_memory = quickfix_load.run(
+                ready["sessions"]["ACC1_QF"]["port"],
+                "ACC1_QF",
+                RTT_ORDERS,
+                RATE_ORDERS,
+                WINDOW,
+                CAP_S,
+            )
+            figures["quickfix_journal_in_memory"] = in_memory
         finally:
             stop_sim(proc)
     path = write_result("sim", figures)

@@ -11,6 +11,7 @@ QuickFIX-format XML dictionary with :class:`asyncfix.protocol.FIXSchema`.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -79,9 +80,23 @@ def make_protocol(
     return cls()
 
 
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
+
+
 def fix_utc_now() -> str:
-    """UTCTimestamp with milliseconds, as FIX wants it (``YYYYMMDD-HH:MM:SS.sss``)."""
-    return datetime.now(UTC).strftime("%Y%m%d-%H:%M:%S.%f")[:-3]
+    """UTCTimestamp with milliseconds, as FIX wants it (``YYYYMMDD-HH:MM:SS.sss``).
+
+    Called for every message sent: the date and time of day are formatted once
+    per second, the milliseconds every time.
+    """
+    global _second
+    now = time.time()
+    second = int(now)
+    cached, text = _second  # one tuple, swapped whole: safe across threads
+    if second != cached:
+        text = time.strftime("%Y%m%d-%H:%M:%S", time.gmtime(second))
+        _second = (second, text)
+    return f"{text}.{int((now - second) * 1000):03d}"
 
 
 def parse_fix_time(value: str) -> datetime:

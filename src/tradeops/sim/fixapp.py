@@ -218,37 +218,43 @@ def group_values(msg: FIXMessage, group_tag: FTag | str, member: FTag | str) -> 
 
 # ----------------------------------------------------------------- building
 def exec_report(rep: Report) -> FIXMessage:
-    """ExecutionReport (8) for ``rep``."""
+    """ExecutionReport (8) for ``rep``.
+
+    The hot path of the simulator: the fields go straight into the message's
+    tag dictionary (the tag numbers and values are already strings), which is
+    what ``FIXMessage.__setitem__`` does after its checks.
+    """
     m = FIXMessage(FMsg.EXECUTIONREPORT)
-    m[FTag.OrderID] = rep.order_id
-    m[FTag.ClOrdID] = rep.cl_ord_id
+    tags = m.tags
+    tags["37"] = rep.order_id
+    tags["11"] = rep.cl_ord_id
     if rep.orig_cl_ord_id:
-        m[FTag.OrigClOrdID] = rep.orig_cl_ord_id
+        tags["41"] = rep.orig_cl_ord_id
     if rep.mass_status_req_id is not None:
-        m[FTag.MassStatusReqID] = rep.mass_status_req_id
-        m[FTag.TotNumReports] = rep.tot_num_reports or 0
-        m[FTag.LastRptRequested] = "Y" if rep.last_rpt_requested else "N"
-    m[FTag.ExecID] = rep.exec_id
-    m[FTag.ExecType] = rep.exec_type
-    m[FTag.OrdStatus] = rep.ord_status
+        tags["584"] = rep.mass_status_req_id
+        tags["911"] = str(rep.tot_num_reports or 0)
+        tags["912"] = "Y" if rep.last_rpt_requested else "N"
+    tags["17"] = rep.exec_id
+    tags["150"] = rep.exec_type
+    tags["39"] = rep.ord_status
     if rep.ord_rej_reason is not None:
-        m[FTag.OrdRejReason] = rep.ord_rej_reason
-    m[FTag.Account] = rep.account
-    m[FTag.Symbol] = rep.symbol
-    m[FTag.Side] = rep.side
-    m[FTag.OrderQty] = fmt_decimal(rep.order_qty)
+        tags["103"] = str(rep.ord_rej_reason)
+    tags["1"] = rep.account
+    tags["55"] = rep.symbol
+    tags["54"] = str(rep.side)
+    tags["38"] = fmt_decimal(rep.order_qty)
     if rep.ord_type:
-        m[FTag.OrdType] = rep.ord_type
+        tags["40"] = str(rep.ord_type)
     if rep.price is not None:
-        m[FTag.Price] = fmt_decimal(rep.price)
-    m[FTag.LastQty] = fmt_decimal(rep.last_qty)
-    m[FTag.LastPx] = fmt_decimal(rep.last_px)
-    m[FTag.LeavesQty] = fmt_decimal(rep.leaves_qty)
-    m[FTag.CumQty] = fmt_decimal(rep.cum_qty)
-    m[FTag.AvgPx] = fmt_decimal(rep.avg_px)
-    m[FTag.TransactTime] = rep.transact_time
+        tags["44"] = fmt_decimal(rep.price)
+    tags["32"] = fmt_decimal(rep.last_qty)
+    tags["31"] = fmt_decimal(rep.last_px)
+    tags["151"] = fmt_decimal(rep.leaves_qty)
+    tags["14"] = fmt_decimal(rep.cum_qty)
+    tags["6"] = fmt_decimal(rep.avg_px)
+    tags["60"] = rep.transact_time
     if rep.text:
-        m[FTag.Text] = rep.text
+        tags["58"] = rep.text
     return m
 
 

@@ -35,6 +35,7 @@ from tradeops.log import EventLog
 from tradeops.sim import fixapp
 from tradeops.sim.acceptor import SessionAcceptor, SessionListener
 from tradeops.sim.admin import AdminServer
+from tradeops.sim.capacity import Capacity
 from tradeops.sim.config import SimConfig
 from tradeops.sim.engine import (
     REJ_BROKER_OPTION,
@@ -76,6 +77,7 @@ class SimServer:
     ) -> None:
         self.config = config
         self._extensions = config.fix.venue_extensions
+        self.capacity = Capacity()
         self.log = log or EventLog("sim")
         self.faults = FaultState()
         self.engine = Engine(config, run_tag or _run_tag())
@@ -339,7 +341,14 @@ class SimServer:
 
     # ------------------------------------------------------ inbound messages
     async def handle_message(self, acc: SessionAcceptor, msg: FIXMessage) -> None:
-        """Dispatch one inbound application message; never raises."""
+        """Dispatch one inbound application message; never raises; time it (capacity)."""
+        started = time.perf_counter()
+        try:
+            await self._handle_message(acc, msg)
+        finally:
+            self.capacity.add(_msg_type(msg), time.perf_counter() - started)
+
+    async def _handle_message(self, acc: SessionAcceptor, msg: FIXMessage) -> None:
         mt = _msg_type(msg)
         seq = msg.get(FTag.MsgSeqNum, None)
         self.metrics.messages_in.labels(acc.name, mt).inc()
@@ -608,6 +617,7 @@ class SimServer:
             "run_tag": self.engine.run_tag,
             "host": self.config.host,
             "admin_port": self.admin.port if self.admin else None,
+            "capacity": self.capacity.report(),
             "sessions": [
                 {
                     "name": acc.name,

@@ -43,14 +43,12 @@ def _group(root: ET.Element, parent: ET.Element, name: str, depth: int = 0) -> E
     return None
 
 
-def merge_extensions(base: ET.ElementTree, extensions: ET.ElementTree) -> ET.ElementTree:
-    """Return ``base`` with the fields and message members of ``extensions`` added."""
-    root = base.getroot()
+def merge_extensions(root: ET.Element, ext: ET.Element) -> ET.Element:
+    """Add the fields and message members of ``ext`` to the dictionary ``root``."""
     fields = root.find("./fields")
     if fields is None:
         raise DictionaryError("the base dictionary has no <fields>")
     known = {f.get("name") for f in fields}
-    ext = extensions.getroot()
     for field in ext.iterfind("./fields/field"):
         if field.get("name") not in known:
             fields.append(ET.Element("field", dict(field.attrib)))
@@ -69,13 +67,14 @@ def merge_extensions(base: ET.ElementTree, extensions: ET.ElementTree) -> ET.Ele
                 raise DictionaryError(f"extension field {name} is not defined")
             if name not in present:
                 target.append(ET.Element("field", {"name": str(name), "required": "N"}))
-    return base
+    return root
 
 
 def write_venue_dictionary(base: str | Path, out: str | Path) -> Path:
     """Write ``base`` (a QuickFIX FIX44.xml) with the venue extensions to ``out``."""
     # Trusted input: our own file and the FIX engine's installed dictionary.
-    merged = merge_extensions(ET.parse(base), ET.parse(EXTENSIONS))  # noqa: S314
+    tree = ET.parse(base)  # noqa: S314
+    merge_extensions(tree.getroot(), ET.parse(EXTENSIONS).getroot())  # noqa: S314
     out_path = Path(out)
-    merged.write(out_path, encoding="UTF-8", xml_declaration=True)
+    tree.write(out_path, encoding="UTF-8", xml_declaration=True)
     return out_path

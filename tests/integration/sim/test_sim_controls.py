@@ -224,6 +224,9 @@ def test_fault_drop_and_refuse_sessions(sim_config_file):
 
 
 def test_fault_stall_market_data_and_resume(sim_config_file):
+    with sim_config_file.open("a", encoding="utf-8") as f:
+        f.write("fix: {venue_extensions: true}\n")  # RptSeq shows the gap
+
     async def scenario():
         async with start_sim(sim_config_file) as sim, connected(sim, "ACC1_OE") as c:
             await c.session.subscribe_market_data("md", ["ESZ5"])
