@@ -7,7 +7,12 @@ field and byte for byte for ASCII content (tested against asyncfix's), from
 the message's own tag dictionary. Two differences, both FIX-correct:
 BodyLength and CheckSum count bytes, not characters (they differ only for
 non-ASCII text), and SendingTime comes from an aware UTC clock (asyncfix's
-``utcnow`` is deprecated). Decoding stays asyncfix's.
+``utcnow`` is deprecated).
+
+:meth:`FastCodec.decode` takes a fast path for the common case, one complete
+and valid frame without repeating groups (orders, cancels, executions),
+building the same message asyncfix would; anything else (groups, garbage,
+partial or several frames, a bad checksum) goes to asyncfix's decoder.
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from typing import Any
 from asyncfix import FMsg, FTag
 from asyncfix.codec import Codec
 from asyncfix.errors import EncodingError
-from asyncfix.message import FIXMessage, _FIXRepeatingGroupContainer
+from asyncfix.message import FIXMessage, RepeatingTagError, _FIXRepeatingGroupContainer
 from asyncfix.session import FIXSession
 
 from tradeops.brokers.fixproto import fix_utc_now
@@ -66,3 +71,48 @@ class FastCodec(Codec):
         head = f"8={self.protocol.beginstring}\x019={len(body) + len(msg_type)}\x01".encode()
         frame = head + msg_type + body
         return (frame + b"10=%03d\x01" % (sum(frame) % 256)).decode()
+
+    def decode(
+        self, rawmsg: bytes, silent: bool = True
+    ) -> tuple[FIXMessage | None, int, bytes | None]:
+        """Decode one frame (asyncfix's contract: message, bytes consumed, the frame)."""
+        fast = self._decode_simple(rawmsg)
+        if fast is not None:
+            return fast, len(rawmsg), rawmsg
+        return super().decode(rawmsg, silent)
+
+    def _decode_simple(self, rawmsg: bytes) -> FIXMessage | None:
+        """The message if ``rawmsg`` is exactly one valid frame without groups, else None."""
+        if len(rawmsg) < 20 or rawmsg[-8:-4] != b"\x0110=" or rawmsg[-1:] != b"\x01":
+            return None
+        text = rawmsg.decode("latin-1")
+        fields = text[:-1].split("\x01")
+        if len(fields) < 4 or fields[0] != f"8={self.protocol.beginstring}":
+            return None
+        length = fields[1]
+        if not length.startswith("9=") or not length[2:].isdigit():
+            return None
+        if len(fields[0]) + len(length) + 2 + int(length[2:]) + 7 != len(rawmsg):
+            return None  # not exactly one frame
+        checksum = fields[-1][3:]
+        if not checksum.isdigit() or sum(rawmsg[:-7]) % 256 != int(checksum):
+            return None
+        groups = self.protocol.repeating_groups
+        msg = FIXMessage("UNKNOWN")
+        tags = msg.tags
+        for item in fields:
+            tag, sep, value = item.partition("=")
+            if not sep or not tag.isdigit() or tag in groups:
+                return None
+            if tag in tags:
+                tags[tag] = RepeatingTagError  # as asyncfix marks a repeated tag
+            else:
+                tags[tag] = value
+        msg_type = tags.get("35")
+        if not isinstance(msg_type, str):
+            return None
+        try:
+            msg.msg_type = FMsg(msg_type)
+        except ValueError:
+            msg.msg_type = msg_type
+        return msg

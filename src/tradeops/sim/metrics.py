@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
@@ -14,6 +14,7 @@ class SimMetrics:
     """Counters updated as messages flow; gauges refreshed at scrape time."""
 
     def __init__(self) -> None:
+        self._children: dict[tuple[Any, ...], Any] = {}
         r = self.registry = CollectorRegistry()
         self.messages_in = Counter(
             "sim_messages_in", "Inbound application messages.", ["session", "msg_type"], registry=r
@@ -66,6 +67,14 @@ class SimMetrics:
             "sim_unrealized_pnl", "Unrealized P&L at the mid.", ["account", "symbol"], registry=r
         )
         self.faults = Gauge("sim_faults_active", "Faults in force.", ["kind"], registry=r)
+
+    def count(self, counter: Counter, *labels: str) -> None:
+        """``counter.labels(*labels).inc()``, with the labelled child cached (hot path)."""
+        key = (id(counter), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = counter.labels(*labels)
+        child.inc()
 
     def refresh(self, sim: SimServer) -> None:
         """Update the gauges from the simulator's state."""

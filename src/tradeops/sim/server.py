@@ -266,7 +266,7 @@ class SimServer:
         """Send each ExecutionReport to its recipients and the account's drop copies."""
         for rep in reports:
             msg = fixapp.exec_report(rep)
-            self.metrics.exec_reports.labels(rep.account, rep.exec_type).inc()
+            self.metrics.count(self.metrics.exec_reports, rep.account, rep.exec_type)
             if not rep.status_only:
                 self.log.event(
                     "exec",
@@ -335,9 +335,9 @@ class SimServer:
 
     def count_out(self, acceptor: SessionAcceptor, msg: FIXMessage, sent: bool) -> None:
         """Count an outbound application message."""
-        self.metrics.messages_out.labels(
-            acceptor.name, _msg_type(msg), "true" if sent else "false"
-        ).inc()
+        self.metrics.count(
+            self.metrics.messages_out, acceptor.name, _msg_type(msg), "true" if sent else "false"
+        )
 
     # ------------------------------------------------------ inbound messages
     async def handle_message(self, acc: SessionAcceptor, msg: FIXMessage) -> None:
@@ -351,7 +351,7 @@ class SimServer:
     async def _handle_message(self, acc: SessionAcceptor, msg: FIXMessage) -> None:
         mt = _msg_type(msg)
         seq = msg.get(FTag.MsgSeqNum, None)
-        self.metrics.messages_in.labels(acc.name, mt).inc()
+        self.metrics.count(self.metrics.messages_in, acc.name, mt)
         try:
             verdict = acc.throttle.check()
             if verdict is Verdict.DISCONNECT:

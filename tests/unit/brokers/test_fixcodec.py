@@ -9,6 +9,8 @@ import pytest
 from asyncfix import FIXMessage, FMsg, FTag
 from asyncfix.codec import Codec
 from asyncfix.session import FIXSession
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tradeops.brokers.fixcodec import FastCodec
 from tradeops.brokers.fixproto import TradeopsFIX44
@@ -91,3 +93,39 @@ def test_body_length_and_checksum_count_bytes() -> None:
     end = frame.rindex(b"10=")
     assert body_length == end - start
     assert int(frame[end + 3 : end + 6]) == sum(frame[:end]) % 256
+
+
+def _decoded(codec: Codec, frame: bytes) -> tuple[object, dict[str, object], int] | None:
+    msg, consumed, _raw = codec.decode(frame)
+    if msg is None:
+        return None
+    return msg.msg_type, {tag: str(value) for tag, value in msg.tags.items()}, consumed
+
+
+_VALUES = st.text(
+    alphabet=st.characters(min_codepoint=32, max_codepoint=126, blacklist_characters="\x01"),
+    min_size=1,
+    max_size=12,
+)
+_FIELDS = st.lists(
+    st.tuples(st.sampled_from(["1", "11", "38", "44", "54", "55", "58", "60", "11"]), _VALUES),
+    max_size=12,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(msg_type=st.sampled_from(["D", "F", "8", "AF", "ZZ"]), fields=_FIELDS)
+def test_the_fast_decoder_reads_what_asyncfix_reads(msg_type: str, fields) -> None:
+    body = "".join(f"{t}={v}\x01" for t, v in [("35", msg_type), ("34", "5"), *fields])
+    head = f"8=FIX.4.4\x019={len(body)}\x01"
+    frame = (head + body + f"10={sum((head + body).encode()) % 256:03d}\x01").encode()
+    assert _decoded(FastCodec(PROTOCOL), frame) == _decoded(Codec(PROTOCOL), frame)
+    broken = frame[:-3] + b"%03d" % ((int(frame[-4:-1]) + 1) % 1000) + b"\x01"
+    assert _decoded(FastCodec(PROTOCOL), broken) == _decoded(Codec(PROTOCOL), broken)
+
+
+@pytest.mark.parametrize("make", [_position, _market_data, _order])
+def test_messages_with_groups_and_partial_frames_decode_as_asyncfix_does(make) -> None:
+    frame = FastCodec(PROTOCOL).encode(make(), _session()).encode()
+    for data in (frame, frame[:-5], frame + frame[:20], b"garbage" + frame):
+        assert _decoded(FastCodec(PROTOCOL), data) == _decoded(Codec(PROTOCOL), data)
