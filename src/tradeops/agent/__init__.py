@@ -1,0 +1,1 @@
+"""The kill-switch agent: the trading state, its control protocol, breakers, enforcement."""

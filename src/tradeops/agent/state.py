@@ -1,0 +1,260 @@
+"""The host's trading state as the agent owns it: transitions, persistence, audit.
+
+Three states, strictest last: ACTIVE < REDUCING < HALTED.
+
+* A **trip** only tightens (ACTIVE -> REDUCING or HALTED, REDUCING -> HALTED)
+  and is never refused; tripping an already tripped host adds its reason.
+* A **reset** only loosens, and needs an operator identity and a reason. It
+  is refused while a condition that tripped still holds, unless forced with a
+  reason (audited as forced). It says what it resets and what it does not: it
+  clears the reasons and re-arms the breakers of this host (or, with scope
+  ``fleet``, the caller resets each host), and it never reopens positions.
+* HALTED is sticky: every transition is written to the trading-state file
+  (what strategies read, first, so that a trip is visible at once), then to
+  the agent's own state file, then to the audit log, each durably. On start
+  the agent comes back in the strictest of what the two files say (the
+  trading-state file may be stricter: a crash between the two writes, or a
+  halt by the CLI while the agent was down). A file it cannot read makes it
+  HALTED (fail closed). A new host starts HALTED.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from tradeops.agent.reasons import Reason
+from tradeops.auditlog import append_audit
+from tradeops.tradingstate import TradingState, read_state, write_state
+
+STATE_FORMAT = 1  # agent-state.json; readers refuse another major
+AGENT_STATE = "state/agent-state.json"
+TRADING_STATE = "state/trading_state"
+AUDIT_LOG = "state/audit.jsonl"
+NOT_RESET = ("positions are not reopened", "orders cancelled by the trip are not restored")
+
+
+class Refused(Exception):
+    """A valid command the state machine declines; ``text`` says why and what to do."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """The state, why (the first reason tripped it), who set it, since when."""
+
+    state: TradingState
+    reasons: tuple[Reason, ...] = ()
+    who: str = ""
+    why: str = ""
+    since: float = 0.0
+    generation: int = 0
+    forced: bool = False
+
+    @property
+    def reason(self) -> Reason | None:
+        """The reason that tripped the host first, or None when ACTIVE."""
+        return self.reasons[0] if self.reasons else None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form (the agent's state file and ``status``)."""
+        return {
+            "format": STATE_FORMAT,
+            "state": self.state.name,
+            "reasons": [r.value for r in self.reasons],
+            "who": self.who,
+            "why": self.why,
+            "since": self.since,
+            "generation": self.generation,
+            "forced": self.forced,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """What one command changed (``changed`` False: it was already so)."""
+
+    before: Snapshot
+    after: Snapshot
+    changed: bool
+    cleared: tuple[Reason, ...] = ()
+    not_reset: tuple[str, ...] = ()
+    scope: str = "host"
+    forced: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON form of the answer to the command."""
+        out = {
+            "before": self.before.as_dict(),
+            "after": self.after.as_dict(),
+            "changed": self.changed,
+            "scope": self.scope,
+        }
+        if self.cleared or self.not_reset:
+            out["cleared"] = [r.value for r in self.cleared]
+            out["rearmed"] = "every breaker of this host"
+            out["not_reset"] = list(self.not_reset)
+            out["forced"] = self.forced
+        return out
+
+
+def _who_why(who: str, why: str, what: str) -> tuple[str, str]:
+    who, why = who.strip(), why.strip()
+    if not who or not why:
+        raise Refused(f"{what} needs an operator identity (who) and a reason (why)")
+    return who, why
+
+
+class StateMachine:
+    """The trading state of one host, persisted under ``root`` (the tradeops root)."""
+
+    def __init__(self, root: str | os.PathLike[str], clock: Callable[[], float] = time.time):
+        self.root = Path(root)
+        self.clock = clock
+        self.agent_path = self.root / AGENT_STATE
+        self.trading_path = self.root / TRADING_STATE
+        self.audit_path = self.root / AUDIT_LOG
+        self.snapshot = self._load()
+
+    # ------------------------------------------------------------- loading
+    def _load(self) -> Snapshot:
+        """Come back in the strictest persisted state; HALTED if nothing can be read."""
+        problems: list[str] = []
+        saved = self._read_agent_state(problems)
+        record = read_state(self.trading_path) if self.trading_path.exists() else None
+        if record is not None and record.error:
+            problems.append(f"{self.trading_path}: {record.error}")
+            record = None
+        if problems or (saved is None and record is None):
+            # Nothing readable (a new host), or a file we cannot trust: fail closed.
+            reason = Reason.STATE_UNREADABLE if problems else Reason.STARTUP
+            why = "; ".join(problems) or "a new host starts HALTED until an operator resets it"
+            snap = Snapshot(TradingState.HALTED, (reason,), "agent", why, self.clock())
+            return self._persist(snap, "start", problems=problems)
+        if record is not None and (saved is None or record.state > saved.state):
+            # The trading-state file is stricter: a trip written before the agent's own
+            # file, or a halt by the CLI while the agent was down. Adopt it.
+            reason = Reason.parse(record.reason) or Reason.MANUAL
+            snap = Snapshot(record.state, (reason,) if record.state > TradingState.ACTIVE else (),
+                            record.who or "unknown", f"adopted from {self.trading_path}",
+                            self.clock(), record.generation)  # fmt: skip
+            return self._persist(snap, "start", adopted=record.as_dict())
+        assert saved is not None
+        if record is None or record.state != saved.state:
+            # The agent's file is stricter (or the trading-state file is missing): rewrite it.
+            return self._persist(saved, "start")
+        self._audit("start", saved)
+        return saved
+
+    def _read_agent_state(self, problems: list[str]) -> Snapshot | None:
+        try:
+            data = json.loads(self.agent_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            problems.append(f"{self.agent_path}: {type(exc).__name__}: {exc}")
+            return None
+        try:
+            if data.get("format") != STATE_FORMAT:
+                raise ValueError(f"format {data.get('format')!r}, this agent reads {STATE_FORMAT}")
+            return Snapshot(
+                TradingState[data["state"]],
+                tuple(Reason(r) for r in data["reasons"]),
+                str(data["who"]),
+                str(data["why"]),
+                float(data["since"]),
+                int(data["generation"]),
+                bool(data.get("forced", False)),
+            )
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+            problems.append(f"{self.agent_path}: {type(exc).__name__}: {exc}")
+            return None
+
+    # ---------------------------------------------------------- persisting
+    def _persist(self, snap: Snapshot, event: str, **fields: Any) -> Snapshot:
+        """Trading-state file first (strategies see it), then ours, then the audit."""
+        reason = snap.reason.value if snap.reason else ""
+        record = write_state(self.trading_path, snap.state, reason=reason, who=snap.who)
+        snap = replace(snap, generation=record.generation)
+        self._write_agent_state(snap)
+        self._audit(event, snap, **fields)
+        return snap
+
+    def _write_agent_state(self, snap: Snapshot) -> None:
+        self.agent_path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.agent_path.with_name(f".{self.agent_path.name}.{os.getpid()}.tmp")
+        data = json.dumps(snap.as_dict(), sort_keys=True).encode("utf-8")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, self.agent_path)
+        dir_fd = os.open(self.agent_path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def _audit(self, event: str, snap: Snapshot, **fields: Any) -> None:
+        fields = {k: v for k, v in fields.items() if v not in (None, [], {})}
+        with contextlib.suppress(OSError):  # never let the audit stop a trip
+            append_audit(self.audit_path, "agent", event, **{**snap.as_dict(), **fields})
+
+    # ------------------------------------------------------------ commands
+    def trip(self, target: TradingState, reason: Reason, who: str, why: str) -> Transition:
+        """Tighten to ``target`` (REDUCING or HALTED); never refused."""
+        if target is TradingState.ACTIVE:
+            raise Refused("a trip goes to REDUCING or HALTED; use reset to loosen")
+        before = self.snapshot
+        state = max(before.state, target)
+        reasons = before.reasons if reason in before.reasons else (*before.reasons, reason)
+        if state == before.state and reasons == before.reasons:
+            self._audit("trip-again", before, reason=reason.value, by=who, because=why)
+            return Transition(before, before, changed=False)
+        after = Snapshot(state, reasons, who or "agent", why, self.clock(), before.generation)
+        after = self._persist(after, "trip", requested=target.name, reason=reason.value)
+        self.snapshot = after
+        return Transition(before, after, changed=True)
+
+    def reset(
+        self,
+        target: TradingState,
+        who: str,
+        why: str,
+        holding: Iterable[Reason] = (),
+        force: bool = False,
+        scope: str = "host",
+    ) -> Transition:
+        """Loosen to ``target``; refused while a tripping condition in ``holding`` holds."""
+        who, why = _who_why(who, why, "reset")
+        before = self.snapshot
+        if target > before.state:
+            raise Refused(f"reset loosens; {before.state.name} -> {target.name} is a trip")
+        if target == before.state:
+            return Transition(before, before, changed=False, scope=scope)
+        still = [r for r in before.reasons if r in set(holding)]
+        if still and not force:
+            names = ", ".join(r.value for r in still)
+            raise Refused(
+                f"refused: {names} still holds; clear the condition first, or force the reset"
+                " with a reason (audited as forced)"
+            )
+        after = Snapshot(target, (), who, why, self.clock(), before.generation, forced=force)
+        after = self._persist(
+            after, "reset", scope=scope, cleared=[r.value for r in before.reasons],
+            still_holding=[r.value for r in still], before=before.state.name,
+        )  # fmt: skip
+        self.snapshot = after
+        return Transition(before, after, True, before.reasons, NOT_RESET, scope, force)
