@@ -51,6 +51,7 @@ __all__ = [
     "decode",
     "default_path",
     "encode",
+    "publish_in_place",
     "read_state",
     "write_state",
 ]
@@ -107,3 +108,33 @@ def write_state(
             if old_fd is not None:
                 os.close(old_fd)
     return decode(data)
+
+
+def publish_in_place(
+    path: str | os.PathLike[str], state: TradingState, reason: str = "", who: str = ""
+) -> bool:
+    """Overwrite the live file's record in place, so that a trip is seen at once.
+
+    Every strategy maps the file: the new record is in the page they read, at
+    their next check, with no rename to wait for. It is not durable: follow it
+    with :func:`write_state` (so a trip advances the generation by two). A
+    reader that catches the 64 bytes half written fails the CRC and reads
+    HALTED, which is where a trip goes anyway. Returns False when there is no
+    valid file to write in (then only :func:`write_state` can publish).
+    """
+    target = Path(path)
+    lock_path = target.with_name(target.name + ".lock")
+    try:
+        with open(lock_path, "a+b") as lock:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+            fd = os.open(target, os.O_RDWR)
+            try:
+                current = decode(os.pread(fd, RECORD_SIZE, 0))
+                if current.error:
+                    return False
+                os.pwrite(fd, encode(state, current.generation + 1, reason, who), 0)
+            finally:
+                os.close(fd)
+    except OSError:
+        return False
+    return True

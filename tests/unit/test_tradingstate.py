@@ -19,6 +19,7 @@ from tradeops.tradingstate import (
     decode,
     default_path,
     encode,
+    publish_in_place,
     read_state,
     write_state,
 )
@@ -205,3 +206,27 @@ def test_check_order(state, pos, side, qty, wb, ws, limit, ok, code) -> None:
 @pytest.mark.parametrize("state", list(TradingState))
 def test_cancels_are_always_allowed(state) -> None:
     assert check_cancel(state).allowed
+
+
+def test_a_record_published_in_place_is_seen_by_a_reader_that_maps_the_file(tmp_path):
+    path = tmp_path / "trading_state"
+    write_state(path, TradingState.ACTIVE, reason="", who="alice")
+    reader = TradingStateReader(path)
+    assert reader.current() is TradingState.ACTIVE
+    inode = path.stat().st_ino
+
+    assert publish_in_place(path, TradingState.HALTED, reason="MSG_RATE", who="breaker")
+    assert path.stat().st_ino == inode  # no rename: the page the reader maps changed
+    assert reader.current() is TradingState.HALTED
+    assert (reader.record().reason, reader.record().error) == ("MSG_RATE", None)
+
+    write_state(path, TradingState.HALTED, reason="MSG_RATE", who="breaker")  # then durably
+    assert reader.current() is TradingState.HALTED
+    assert reader.record().generation == 3  # the in-place record, then the durable file
+    reader.close()
+
+
+def test_publish_in_place_needs_a_valid_file(tmp_path):
+    assert not publish_in_place(tmp_path / "missing", TradingState.HALTED)
+    (tmp_path / "corrupt").write_bytes(b"\0" * 64)
+    assert not publish_in_place(tmp_path / "corrupt", TradingState.HALTED)

@@ -31,7 +31,7 @@ from typing import Any
 
 from tradeops.agent.reasons import Reason
 from tradeops.auditlog import append_audit
-from tradeops.tradingstate import TradingState, read_state, write_state
+from tradeops.tradingstate import TradingState, publish_in_place, read_state, write_state
 
 STATE_FORMAT = 1  # agent-state.json; readers refuse another major
 AGENT_STATE = "state/agent-state.json"
@@ -181,9 +181,17 @@ class StateMachine:
             return None
 
     # ---------------------------------------------------------- persisting
-    def _persist(self, snap: Snapshot, event: str, **fields: Any) -> Snapshot:
-        """Trading-state file first (strategies see it), then ours, then the audit."""
+    def _persist(
+        self, snap: Snapshot, event: str, tighten: bool = False, **fields: Any
+    ) -> Snapshot:
+        """Trading-state file first (strategies see it), then ours, then the audit.
+
+        A trip (``tighten``) is first written in place into the file every
+        strategy maps, then durably.
+        """
         reason = snap.reason.value if snap.reason else ""
+        if tighten:
+            publish_in_place(self.trading_path, snap.state, reason=reason, who=snap.who)
         record = write_state(self.trading_path, snap.state, reason=reason, who=snap.who)
         snap = replace(snap, generation=record.generation)
         self._write_agent_state(snap)
@@ -224,7 +232,9 @@ class StateMachine:
             self._audit("trip-again", before, reason=reason.value, by=who, because=why)
             return Transition(before, before, changed=False)
         after = Snapshot(state, reasons, who or "agent", why, self.clock(), before.generation)
-        after = self._persist(after, "trip", requested=target.name, reason=reason.value)
+        after = self._persist(
+            after, "trip", tighten=True, requested=target.name, reason=reason.value
+        )
         self.snapshot = after
         return Transition(before, after, changed=True)
 
