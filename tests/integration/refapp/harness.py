@@ -213,9 +213,7 @@ def sim_config(
     return path
 
 
-def start_sim(
-    tmp: Path, extra_oe: list[str] | None = None, venue_extensions: bool = True
-) -> Sim:
+def start_sim(tmp: Path, extra_oe: list[str] | None = None, venue_extensions: bool = True) -> Sim:
     """Start the simulator on ports it picks (0) and read them from its log."""
     extra_oe = extra_oe or []
     names = [OE, DC, RISK, *extra_oe]
