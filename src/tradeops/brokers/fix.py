@@ -10,8 +10,9 @@ Inbound messages become the event dataclasses of :mod:`tradeops.brokers.base`:
 ExecutionReport (8) -> Execution, OrderCancelReject (9) -> CancelReject,
 OrderMassCancelReport (r) -> MassCancelReport, PositionReport (AP) -> Position,
 RequestForPositionsAck (AO) -> PositionsAck, MarketData snapshot/incremental
-(W/X) -> Quote, Reject (3), BusinessMessageReject (j), MarketDataRequestReject
-(Y) and a failed AO (after its PositionsAck) -> Reject, and
+(W/X) -> Quote, Reject (3, handed over by the session layer, which never
+answers it), BusinessMessageReject (j), MarketDataRequestReject (Y) and a
+failed AO (after its PositionsAck) -> Reject, and
 logon/logout/disconnect -> SessionStatus. Mass-status reports (ExecType=I) carry
 MassStatusReqID (584), TotNumReports (911) and LastRptRequested (912) in
 ``Execution``.
@@ -121,6 +122,10 @@ class _Initiator(TradeopsConnection):
         """Hand application messages to the owner."""
         await self._owner._on_message(msg)
 
+    async def on_session_reject(self, msg: FIXMessage) -> None:
+        """A session Reject (35=3) of one of our messages: the owner makes it a ``Reject``."""
+        await self._owner._on_message(msg)
+
     async def on_logon(self, is_healthy: bool) -> None:
         """Logon answered by the venue."""
         await self._owner._on_logon()
@@ -147,6 +152,9 @@ class FixSession:
     session's reader task, so it should not block). ``on_message``, if given,
     also receives every raw inbound application message (an asyncfix
     ``FIXMessage``) before conversion: for diagnostics and protocol tests.
+    ``reset_on_logon`` sends every Logon with ResetSeqNumFlag=Y: both
+    sequences restart at 1 and the journal is cleared (nothing stored while
+    disconnected is resent).
     """
 
     def __init__(
@@ -157,8 +165,10 @@ class FixSession:
         log: EventLog | None = None,
         on_message: RawTap | None = None,
         protocol: FIXProtocolBase | None = None,
+        reset_on_logon: bool = False,
     ) -> None:
         self.config = config
+        self._reset_on_logon = reset_on_logon
         self._on_event = on_event
         self._raw_tap = on_message
         self._protocol = protocol or TradeopsFIX44()
@@ -259,6 +269,9 @@ class FixSession:
                     logon[FTag.Username] = self._username
                 if self._password:
                     logon[FTag.Password] = self._password
+                if self._reset_on_logon:
+                    conn.reset_for_logon()
+                    logon[FTag.ResetSeqNumFlag] = "Y"
                 self._logon_seq = conn.next_seq_out
                 await conn.send_msg(logon)
                 await self._logon_waiter

@@ -2,7 +2,7 @@
 
 The session layer (logon, heartbeat and test request, sequence numbers,
 resend requests and gap fills, the SQLite journal) is asyncfix 1.0.1's
-:class:`AsyncFIXConnection`. :class:`TradeopsConnection` only adds transport
+:class:`AsyncFIXConnection`. :class:`TradeopsConnection` adds transport
 plumbing (attaching a socket, one reader task per socket) and works around
 these asyncfix 1.0.1 bugs, each marked ``asyncfix-fix`` below:
 
@@ -16,29 +16,63 @@ these asyncfix 1.0.1 bugs, each marked ``asyncfix-fix`` below:
 3. After a SequenceReset the journal stores the reset's own MsgSeqNum as the
    last inbound number instead of NewSeqNo-1.
 4. ``disconnect`` raises on a socket that is already gone and runs twice when
-   the reader sees EOF while we close; a bad MsgSeqNum escapes the message
-   handler. Both are guarded.
+   the reader sees EOF while we close; an exception in a message handler
+   escapes the reader. Both are guarded.
 5. The reader task polls every second for a new socket and, being one task
    for the life of the connection, a stale read could tear down the next
    socket; here every socket gets a fresh reader task.
 6. ``send_msg`` journals a message after writing it, so a process killed in
    between restarts with a MsgSeqNum the peer has already received (the peer
    then logs out with "MsgSeqNum too low"); here it is journaled first.
+7. Framing. asyncfix's reader raises on every read once a non-numeric
+   BodyLength is in its buffer (the session is wedged until the heartbeat
+   timeout), accepts a BodyLength that is too short, drops its whole buffer
+   on a foreign BeginString, leaves the frames behind a discarded one unread
+   until more bytes arrive, and reports a bad CheckSum only on stderr. Here
+   :func:`cut_frame` cuts frames by BodyLength and CheckSum with a size limit
+   (``max_frame_bytes``); a garbled frame or stray bytes are discarded, not
+   counted, logged as one ``garbled_frame`` event, and reading resumes at the
+   next ``8=FIX`` start (FIX 4.4 session rules: garbled messages are ignored).
+8. Header checks and dispatch (``_process_message`` rewritten). Per FIX 4.4:
+   a missing or non-numeric MsgSeqNum or a foreign BeginString is a Logout;
+   a missing or badly formatted header field (49, 56, 52, 122 when 43=Y, a
+   repeated header tag, a field that is not ``tag=value``) is a session
+   Reject (35=3) with its SessionRejectReason, counted; wrong CompIDs are a
+   Reject (373=9) and a Logout. A PossDupFlag=Y message below the expected
+   MsgSeqNum is ignored (asyncfix logged out); a GapFill beyond the expected
+   MsgSeqNum is a gap (asyncfix jumped over the missing messages); a
+   SequenceReset that would lower the expected MsgSeqNum is a Reject
+   (373=5). A received Reject (35=3) is handled by the session layer
+   (logged as ``session_reject_received``, counted, handed to
+   :meth:`TradeopsConnection.on_session_reject`), never to ``on_message``,
+   so no application answers it.
+9. ResetSeqNumFlag (141=Y) on a Logon was ignored (the peer was logged out
+   with "MsgSeqNum is too low"). On such a Logon both sequences restart at 1
+   and the journal is cleared; the acceptor answers with 34=1 and 141=Y. An
+   initiator asks for it with :meth:`TradeopsConnection.reset_for_logon`.
 
 It also lets a message be journaled without being sent while the peer is
 disconnected (store and forward): the peer's next logon then sees a higher
 MsgSeqNum and asks for a resend, as with a real venue.
+
+Known limits: a data field (RawData, XmlData) that carries a whole FIX
+message (``8=FIX.4.4<SOH>9=``) is read as the start of the next frame; the
+project sends none. asyncfix's decoder (used for messages with repeating
+groups) cannot read a field whose value contains ``8=FIX.``: such a message
+is rejected (373=99), not misread.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
 import logging
 import os
 import re
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from asyncfix import FIXMessage, FMsg, FTag
@@ -48,6 +82,8 @@ from asyncfix.journaler import Journaler
 from asyncfix.message import MessageDirection
 from asyncfix.protocol.protocol_base import FIXProtocolBase
 
+from tradeops.brokers.fixcodec import FastCodec
+from tradeops.brokers.memjournal import MemoryJournaler
 from tradeops.log import EventLog
 
 # States in which the session is logged on and application messages may flow.
@@ -90,6 +126,18 @@ _HEADER_TAGS = frozenset(
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
+DEFAULT_MAX_FRAME_BYTES = 1 << 20  # a frame (BeginString to CheckSum) larger than this is garbled
+_READ_SIZE = 1 << 16
+
+# SessionRejectReason (373) values used by the session layer (FIX 4.4).
+SR_INVALID_TAG_NUMBER = 0
+SR_REQUIRED_TAG_MISSING = 1
+SR_VALUE_INCORRECT = 5
+SR_INCORRECT_DATA_FORMAT = 6
+SR_COMPID_PROBLEM = 9
+SR_TAG_REPEATED = 13
+SR_OTHER = 99
+
 
 def journal_path(store_dir: str, sender_comp_id: str, target_comp_id: str) -> str:
     """Where the journal of one session lives inside ``store_dir``."""
@@ -98,14 +146,14 @@ def journal_path(store_dir: str, sender_comp_id: str, target_comp_id: str) -> st
 
 
 def open_journal(store_dir: str | None, sender_comp_id: str, target_comp_id: str) -> Journaler:
-    """Open the asyncfix SQLite journal of a session (in memory when ``store_dir`` is None).
+    """Open the journal of a session: asyncfix's SQLite file, or in memory without a dir.
 
     WAL with ``synchronous=NORMAL``: every message is committed before the
     next one is processed, so a crash or a kill of the process loses nothing;
     only a power cut may lose the last commits.
     """
     if store_dir is None:
-        return Journaler(None)
+        return MemoryJournaler()
     os.makedirs(store_dir, exist_ok=True)
     journaler = Journaler(journal_path(store_dir, sender_comp_id, target_comp_id))
     journaler.conn.execute("PRAGMA journal_mode=WAL")
@@ -114,15 +162,23 @@ def open_journal(store_dir: str | None, sender_comp_id: str, target_comp_id: str
 
 
 class EventLogHandler(logging.Handler):
-    """Forward asyncfix's ``logging`` records to an :class:`EventLog`."""
+    """Forward asyncfix's ``logging`` records to an :class:`EventLog`.
+
+    A record logged by :meth:`TradeopsConnection.event` keeps its own event
+    name and fields; any other record becomes a ``fix_engine`` event.
+    """
 
     def __init__(self, log: EventLog) -> None:
         super().__init__()
         self._log = log
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Write the record as a ``fix_engine`` event."""
+        """Write the record as its own event or as a ``fix_engine`` event."""
         try:
+            name = getattr(record, "tradeops_event", None)
+            if isinstance(name, str):
+                self._log.event(name, **getattr(record, "tradeops_fields", {}))
+                return
             fields: dict[str, Any] = {"level": record.levelname.lower(), "msg": record.getMessage()}
             if record.exc_info:
                 fields["exc"] = logging.Formatter().formatException(record.exc_info)
@@ -145,6 +201,252 @@ def engine_logger(name: str, log: EventLog | None, level: int = logging.INFO) ->
     return logger
 
 
+# ----------------------------------------------------------------- framing
+class CutKind(enum.Enum):
+    """What :func:`cut_frame` found at the start of the buffer."""
+
+    FRAME = "frame"
+    GARBLED = "garbled"
+    NEED_MORE = "need_more"
+
+
+class GarbleReason(enum.StrEnum):
+    """Why bytes were discarded (the ``reason`` of a ``garbled_frame`` event)."""
+
+    GARBAGE = "garbage"  # bytes that do not start a frame
+    BODY_LENGTH_INVALID = "body_length_invalid"  # BodyLength(9) not a number
+    FRAME_TOO_LARGE = "frame_too_large"  # BodyLength says more than max_frame_bytes
+    TRUNCATED = "truncated"  # another frame starts before this one's stated end
+    BODY_LENGTH_MISMATCH = "body_length_mismatch"  # no CheckSum(10) where BodyLength says
+    BAD_CHECKSUM = "bad_checksum"
+    MSG_TYPE_NOT_THIRD = "msg_type_not_third"  # MsgType(35) missing or not the third field
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """The next ``size`` bytes of the buffer are a frame, or garbled (``reason``)."""
+
+    kind: CutKind
+    size: int = 0
+    reason: GarbleReason | None = None
+
+
+_NEED_MORE = Cut(CutKind.NEED_MORE)
+# A frame starts with BeginString then the BodyLength tag: "8=FIX.4.4<SOH>9=".
+_FRAME_START = re.compile(rb"8=FIXT?\.\d\.\d\x019=")
+_FRAME_START_TEMPLATES = (b"8=FIX.#.#\x019=", b"8=FIXT.#.#\x019=")  # '#' is a digit
+_FRAME_START_MAX = max(len(t) for t in _FRAME_START_TEMPLATES)
+_BODY_LENGTH = re.compile(rb"(\d{1,9})\x01")
+_BODY_LENGTH_DIGITS = 9
+_TRAILER = re.compile(rb"\x0110=(\d{3})\x01")
+_TRAILER_SIZE = len(b"10=000\x01")
+_DIGITS = range(0x30, 0x3A)
+
+
+def _is_frame_start_prefix(data: bytes) -> bool:
+    """True if ``data`` may be the first bytes of a frame start (more bytes needed)."""
+    return any(
+        len(data) < len(template)
+        and all(
+            t == c or (t == 0x23 and c in _DIGITS)
+            for t, c in zip(template[: len(data)], data, strict=True)
+        )
+        for template in _FRAME_START_TEMPLATES
+    )
+
+
+def _next_start(buf: bytes | bytearray, start: int) -> int:
+    """Offset of the first frame start at or after ``start``, else of a partial one at the end.
+
+    ``len(buf)`` when there is neither: every byte before it is garbage.
+    """
+    found = _FRAME_START.search(buf, start)
+    if found is not None:
+        return found.start()
+    for i in range(max(start, len(buf) - _FRAME_START_MAX + 1), len(buf)):
+        if _is_frame_start_prefix(bytes(buf[i:])):
+            return i
+    return len(buf)
+
+
+def _skip(buf: bytes | bytearray, reason: GarbleReason) -> Cut:
+    """Discard a frame whose end is unknown: up to the next frame start."""
+    return Cut(CutKind.GARBLED, _next_start(buf, 1), reason)
+
+
+def cut_frame(buf: bytes | bytearray, max_frame: int = DEFAULT_MAX_FRAME_BYTES) -> Cut:
+    """Find the first frame of ``buf``, or the garbled bytes to discard before it.
+
+    A frame is BeginString, BodyLength, MsgType as the first three fields,
+    CheckSum as the last at the offset BodyLength gives, with the right value.
+    """
+    head = _FRAME_START.match(buf)
+    if head is None:
+        if _is_frame_start_prefix(bytes(buf)):
+            return _NEED_MORE
+        return Cut(CutKind.GARBLED, _next_start(buf, 1), GarbleReason.GARBAGE)
+    length = _BODY_LENGTH.match(buf, head.end())
+    if length is None:
+        pending = bytes(buf[head.end() :])
+        if len(pending) <= _BODY_LENGTH_DIGITS and all(c in _DIGITS for c in pending):
+            return _NEED_MORE
+        return _skip(buf, GarbleReason.BODY_LENGTH_INVALID)
+    body_start = length.end()
+    body_end = body_start + int(length.group(1))
+    frame_end = body_end + _TRAILER_SIZE
+    if frame_end > max_frame:
+        return _skip(buf, GarbleReason.FRAME_TOO_LARGE)
+    inner = _FRAME_START.search(buf, body_start, min(frame_end, len(buf)))
+    if inner is not None:
+        return Cut(CutKind.GARBLED, inner.start(), GarbleReason.TRUNCATED)
+    if len(buf) < frame_end:
+        return _NEED_MORE
+    trailer = _TRAILER.match(buf, body_end - 1)
+    if trailer is None or trailer.end() != frame_end:
+        return _skip(buf, GarbleReason.BODY_LENGTH_MISMATCH)
+    if sum(buf[:body_end]) % 256 != int(trailer.group(1)):
+        return Cut(CutKind.GARBLED, frame_end, GarbleReason.BAD_CHECKSUM)
+    if not buf.startswith(b"35=", body_start):
+        return Cut(CutKind.GARBLED, frame_end, GarbleReason.MSG_TYPE_NOT_THIRD)
+    return Cut(CutKind.FRAME, frame_end)
+
+
+_SECRET_FIELD = re.compile(rb"(^|\x01)(554|925|96)=[^\x01]*")
+
+
+def excerpt(data: bytes, limit: int = 64) -> str:
+    """A short printable excerpt of ``data`` for a log: SOH as ``|``, passwords masked."""
+    masked = _SECRET_FIELD.sub(rb"\1\2=***", data[: limit * 4])[:limit]
+    text = "".join("|" if b == 1 else chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in masked)
+    return text + ("..." if len(data) > limit else "")
+
+
+# ------------------------------------------------------------ header checks
+@dataclass(frozen=True, slots=True)
+class Header:
+    """The standard header of a frame, read without asyncfix (first value of each tag)."""
+
+    fields: dict[str, str]
+    repeated: frozenset[str]  # header tags that appear more than once
+    bad_field: str | None  # the first field that is not <number>=<value>
+
+    def get(self, tag: FTag | str) -> str | None:
+        """The value of header ``tag``, or None."""
+        return self.fields.get(str(tag))
+
+    @property
+    def msg_type(self) -> str:
+        """MsgType (35); framing guarantees it."""
+        return self.fields.get("35", "")
+
+    @property
+    def poss_dup(self) -> bool:
+        """PossDupFlag (43) is Y."""
+        return self.fields.get("43") == "Y"
+
+    @property
+    def seq_num(self) -> int | None:
+        """MsgSeqNum (34) if it is one positive integer, else None."""
+        value = self.fields.get("34", "")
+        if "34" in self.repeated or not value.isascii() or not value.isdigit():
+            return None
+        return int(value) or None
+
+
+def parse_header(frame: bytes) -> Header:
+    """Read the header fields of a frame that :func:`cut_frame` accepted."""
+    fields: dict[str, str] = {}
+    repeated: set[str] = set()
+    bad_field: str | None = None
+    for item in frame[:-1].split(b"\x01"):
+        tag, sep, value = item.partition(b"=")
+        if not sep or not tag.isdigit():
+            bad_field = bad_field or excerpt(item, 32)
+            continue
+        key = tag.decode("ascii")
+        if key not in _HEADER_TAGS:
+            continue
+        if key in fields:
+            repeated.add(key)
+        else:
+            fields[key] = value.decode("latin-1")
+    return Header(fields, frozenset(repeated), bad_field)
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """Why a message is answered by a session Reject (35=3), and whether a Logout follows."""
+
+    reason: int
+    tag: str | None
+    text: str
+    logout_text: str | None = None
+
+
+_SENDING_TIME = re.compile(r"\d{8}-\d{2}:\d{2}:\d{2}(\.\d{1,9})?")
+
+
+def header_fault(header: Header, peer_comp_id: str, our_comp_id: str) -> Fault | None:
+    """The first FIX 4.4 header rule ``header`` breaks (MsgSeqNum is checked before)."""
+    if header.bad_field is not None:
+        return Fault(SR_INVALID_TAG_NUMBER, None, f"invalid field {header.bad_field!r}")
+    for tag in ("49", "56"):
+        if header.get(tag) is None:
+            return Fault(SR_REQUIRED_TAG_MISSING, tag, f"required tag {tag} missing")
+    if header.get("49") != peer_comp_id or header.get("56") != our_comp_id:
+        tag = "49" if header.get("49") != peer_comp_id else "56"
+        return Fault(
+            SR_COMPID_PROBLEM,
+            tag,
+            f"CompID problem: 49={header.get('49')} 56={header.get('56')}",
+            logout_text="TargetCompID / SenderCompID mismatch",
+        )
+    if header.repeated:
+        tag = min(header.repeated)
+        return Fault(SR_TAG_REPEATED, tag, f"tag {tag} appears more than once")
+    sending_time = header.get("52")
+    if sending_time is None:
+        return Fault(SR_REQUIRED_TAG_MISSING, "52", "required tag 52 missing")
+    if not _SENDING_TIME.fullmatch(sending_time):
+        return Fault(SR_INCORRECT_DATA_FORMAT, "52", "SendingTime(52) has a bad format")
+    if header.poss_dup and header.msg_type != "4" and header.get("122") is None:
+        return Fault(
+            SR_REQUIRED_TAG_MISSING, "122", "OrigSendingTime(122) required with PossDupFlag=Y"
+        )
+    return None
+
+
+def seqreset_fault(msg: FIXMessage, seq: int, next_in: int) -> Fault | None:
+    """A SequenceReset that FIX 4.4 rejects: no valid NewSeqNo, or one that goes back."""
+    value = str(msg.get(FTag.NewSeqNo, ""))
+    if value == "":
+        return Fault(SR_REQUIRED_TAG_MISSING, "36", "required tag 36 missing")
+    if not value.isascii() or not value.isdigit() or int(value) == 0:
+        return Fault(SR_INCORRECT_DATA_FORMAT, "36", "NewSeqNo(36) is not a positive integer")
+    new = int(value)
+    gap_fill = msg.get(FTag.GapFillFlag, "N") == "Y"
+    if new < next_in or (gap_fill and new <= seq):
+        return Fault(
+            SR_VALUE_INCORRECT,
+            "36",
+            f"attempt to lower sequence number, invalid value NewSeqNo={new}",
+        )
+    return None
+
+
+def session_reject(ref_seq: int, ref_msg_type: str | None, fault: Fault) -> FIXMessage:
+    """A session-level Reject (35=3) of message ``ref_seq``."""
+    msg = FIXMessage(FMsg.REJECT)
+    msg[FTag.RefSeqNum] = ref_seq
+    if fault.tag:
+        msg[FTag.RefTagID] = fault.tag
+    if ref_msg_type:
+        msg[FTag.RefMsgType] = ref_msg_type
+    msg[FTag.SessionRejectReason] = fault.reason
+    msg[FTag.Text] = fault.text
+    return msg
+
+
 class TradeopsConnection(AsyncFIXConnection):
     """An asyncfix connection with the fixes listed in the module docstring."""
 
@@ -158,6 +460,7 @@ class TradeopsConnection(AsyncFIXConnection):
         port: int,
         heartbeat_period: int = 30,
         logger: logging.Logger | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
         super().__init__(
             protocol=protocol,
@@ -169,6 +472,11 @@ class TradeopsConnection(AsyncFIXConnection):
             heartbeat_period=heartbeat_period,
             logger=logger,
         )
+        self.max_frame_bytes = max_frame_bytes
+        self._rx = bytearray()
+        self._skipping = False  # discarding bytes since the last garbled frame
+        self._reset_requested = False  # our Logon carries ResetSeqNumFlag=Y
+        self._codec = FastCodec(protocol)  # asyncfix's output, 4x faster to encode
         self._send_lock = asyncio.Lock()
         self._send_owner: asyncio.Task[Any] | None = None
         self._logout_sent = False
@@ -185,6 +493,12 @@ class TradeopsConnection(AsyncFIXConnection):
             "gap_fills_received": 0,
             "possdup_sent": 0,
             "possdup_received": 0,
+            "possdup_ignored": 0,
+            "garbled_frames": 0,
+            "garbled_bytes": 0,
+            "session_rejects_sent": 0,
+            "session_rejects_received": 0,
+            "sequence_resets": 0,
         }
 
     # ------------------------------------------------------------------ state
@@ -218,6 +532,14 @@ class TradeopsConnection(AsyncFIXConnection):
         """True while logged on (application messages may be sent)."""
         return self._socket_writer is not None and self._connection_state in LIVE_STATES
 
+    def event(self, name: str, level: int = logging.INFO, **fields: Any) -> None:
+        """Log a structured event through the engine logger (see :class:`EventLogHandler`)."""
+        self.log.log(
+            level,
+            f"{name} {fields}",
+            extra={"tradeops_event": name, "tradeops_fields": fields},
+        )
+
     # -------------------------------------------------------------- transport
     def attach_socket(
         self,
@@ -231,7 +553,9 @@ class TradeopsConnection(AsyncFIXConnection):
         self._connection_role = role
         # asyncfix's own client and server set the state directly, without a callback.
         self._connection_state = ConnectionState.NETWORK_CONN_ESTABLISHED
-        self._msg_buffer = b""
+        self._rx = bytearray()
+        self._skipping = False
+        self._reset_requested = False
         self._test_req_id = None
         self._message_last_time = 0.0
         self._max_seq_num_resend = 0
@@ -347,6 +671,50 @@ class TradeopsConnection(AsyncFIXConnection):
                 self.store_msg(msg)
             return False
 
+    async def send_sequence_reset(self, new_seq_no: int) -> None:
+        """Send a SequenceReset-Reset (35=4, 123=N): our next MsgSeqNum becomes ``new_seq_no``.
+
+        FIX's last resort when messages cannot be recovered; the gap is not
+        resent. Raises ValueError if ``new_seq_no`` is not above the next MsgSeqNum.
+        """
+        async with self.sending():
+            current = self._session.next_num_out
+            if new_seq_no <= current:
+                raise ValueError(f"NewSeqNo {new_seq_no} must exceed the next MsgSeqNum {current}")
+            reset = FIXMessage(FMsg.SEQUENCERESET)
+            reset[FTag.MsgSeqNum] = current
+            reset[FTag.GapFillFlag] = "N"
+            reset[FTag.NewSeqNo] = new_seq_no
+            await self.send_msg(reset)
+            self._journaler.set_seq_num(self._session, next_num_out=new_seq_no)
+            self._journaler.conn.commit()
+            self.stats["sequence_resets"] += 1
+            self.event("sequence_reset", by="us", next_seq_out=new_seq_no)
+
+    def reset_for_logon(self) -> None:
+        """Restart both sequences at 1 before sending a Logon with ResetSeqNumFlag=Y.
+
+        The journal is cleared: nothing sent or stored before can be resent.
+        """
+        self._reset_sequences(next_out=1, by="our_logon")
+        self._reset_requested = True
+
+    def _reset_sequences(self, next_out: int, by: str) -> None:
+        """Both sequences restart: the journal is emptied, then ``next_out`` is set."""
+        before = (self.next_seq_in, self.next_seq_out)
+        self._journaler.set_seq_num(self._session, next_num_in=1, next_num_out=1)
+        self._journaler.set_seq_num(self._session, next_num_out=next_out)
+        self._journaler.conn.commit()
+        self.stats["sequence_resets"] += 1
+        self.event(
+            "sequence_reset",
+            by=by,
+            before_in=before[0],
+            before_out=before[1],
+            next_seq_in=self.next_seq_in,
+            next_seq_out=self.next_seq_out,
+        )
+
     async def logout(self, text: str = "", timeout_s: float = 2.0) -> None:
         """Send Logout, wait (bounded) for the peer's Logout, then close the socket."""
         if self.is_live:
@@ -362,6 +730,13 @@ class TradeopsConnection(AsyncFIXConnection):
     async def drop(self, logout_text: str | None = None) -> None:
         """Close the socket now, with a Logout carrying ``logout_text`` if given."""
         await self.disconnect(ConnectionState.DISCONNECTED_BROKEN_CONN, logout_message=logout_text)
+
+    # ------------------------------------------------------------- app hooks
+    async def on_session_reject(self, msg: FIXMessage) -> None:
+        """A session-level Reject (35=3) of one of our messages arrived (already logged).
+
+        Never answer it: a reject of a reject loops with a strict peer.
+        """
 
     # --------------------------------------------------------- asyncfix fixes
     async def disconnect(
@@ -401,14 +776,263 @@ class TradeopsConnection(AsyncFIXConnection):
             self.disconnected.set()
         await self.on_disconnect()
 
-    async def _process_message(self, msg: FIXMessage, raw_msg: bytes) -> None:
-        # asyncfix-fix 4: a garbled MsgSeqNum raises outside asyncfix's own guard.
+    async def socket_read_task(self) -> None:
+        """Read and frame the attached socket until it closes (asyncfix-fix 7)."""
+        reader = self._socket_reader
+        if reader is None:
+            return
         try:
-            await super()._process_message(msg, raw_msg)
+            while self._socket_reader is reader:
+                chunk = await reader.read(_READ_SIZE)
+                if not chunk:
+                    raise ConnectionError("closed by the peer")
+                self._rx += chunk
+                await self._read_frames(reader)
+        except (ConnectionError, OSError) as exc:
+            self.log.debug(f"reader: {type(exc).__name__}: {exc}")
         except asyncio.CancelledError:
             raise
         except Exception:
-            self.log.exception(f"message dropped: {msg!r}")
+            self.log.exception("reader failed")
+        if self._socket_reader is reader:
+            await self.disconnect(ConnectionState.DISCONNECTED_BROKEN_CONN)
+
+    async def _read_frames(self, reader: asyncio.StreamReader) -> None:
+        """Process every complete frame in the buffer; discard garbled bytes."""
+        while (
+            self._rx
+            and self._socket_reader is reader
+            and self._connection_state > ConnectionState.DISCONNECTED_BROKEN_CONN
+        ):
+            cut = cut_frame(self._rx, self.max_frame_bytes)
+            if cut.kind is CutKind.NEED_MORE:
+                return
+            data = bytes(self._rx[: cut.size])
+            del self._rx[: cut.size]
+            if cut.kind is CutKind.GARBLED:
+                assert cut.reason is not None
+                self._garbled(cut.reason, data)
+                continue
+            self._skipping = False
+            try:
+                await self._on_frame(data)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # asyncfix-fix 4: one bad message never stops the reader
+                self.log.exception(f"message dropped: {excerpt(data)}")
+
+    def _garbled(self, reason: GarbleReason, data: bytes) -> None:
+        """Discard ``data``: not counted; one event per garbled frame or run of garbage."""
+        self.stats["garbled_bytes"] += len(data)
+        if reason is GarbleReason.GARBAGE and self._skipping:
+            return  # the rest of what the last event reported
+        self._skipping = True
+        self.stats["garbled_frames"] += 1
+        self.event(
+            "garbled_frame",
+            logging.WARNING,
+            reason=str(reason),
+            size=len(data),
+            excerpt=excerpt(data),
+            next_seq_in=self.next_seq_in,
+        )
+
+    async def _on_frame(self, frame: bytes) -> None:
+        """Check the header of one frame, then dispatch it, reject it or log out."""
+        header = parse_header(frame)
+        begin = header.get(FTag.BeginString)
+        if begin != self.protocol.beginstring:
+            await self._violation(
+                f"Protocol BeginString(8) mismatch, expected {self.protocol.beginstring},"
+                f" got {begin}"
+            )
+            return
+        seq = header.seq_num
+        if seq is None:
+            await self._violation("MsgSeqNum(34) tag is missing or not a positive integer")
+            return
+        fault = header_fault(header, self.target_comp_id, self.sender_comp_id)
+        msg = None if fault is not None else self._decode(frame)
+        if fault is None and msg is None:
+            fault = Fault(SR_OTHER, None, "message cannot be decoded")
+        if fault is not None:
+            await self._on_fault(header, seq, fault, frame)
+            return
+        assert msg is not None
+        await self._process_message(msg, frame)
+
+    def _decode(self, frame: bytes) -> FIXMessage | None:
+        try:
+            msg, _size, _raw = self._codec.decode(frame)
+        except Exception as exc:
+            self.log.warning(f"cannot decode ({type(exc).__name__}: {exc}): {excerpt(frame)}")
+            return None
+        return msg if isinstance(msg, FIXMessage) else None
+
+    async def _violation(self, text: str) -> None:
+        """Log out with ``text`` and close: FIX's answer to a fatal session error."""
+        self.event("session_violation", logging.WARNING, text=text)
+        await self.disconnect(ConnectionState.DISCONNECTED_BROKEN_CONN, logout_message=text)
+
+    async def _on_fault(self, header: Header, seq: int, fault: Fault, frame: bytes) -> None:
+        """A message breaking a header rule: Reject it in sequence (and log out if fatal)."""
+        if self._connection_state not in LIVE_STATES:
+            await self._violation(fault.logout_text or fault.text)
+            return
+        expected = self._session.next_num_in
+        if fault.logout_text is None:
+            if seq < expected:
+                await self._below_expected(seq, header.msg_type, header.poss_dup)
+                return
+            if seq > expected:
+                await self._check_seqnum_gaps(seq)
+                return
+        await self._send_reject(seq, header.msg_type, fault)
+        if seq == expected:
+            await self._count_only(seq, frame)
+        if fault.logout_text is not None:
+            await self._violation(fault.logout_text)
+
+    async def _send_reject(self, seq: int, msg_type: str, fault: Fault) -> None:
+        self.stats["session_rejects_sent"] += 1
+        self.event(
+            "session_reject_sent",
+            logging.WARNING,
+            ref_seq_num=seq,
+            ref_msg_type=msg_type,
+            ref_tag_id=fault.tag,
+            reason=fault.reason,
+            text=fault.text,
+        )
+        await self.send_msg(session_reject(seq, msg_type, fault))
+
+    async def _count_only(self, seq: int, frame: bytes) -> None:
+        """Count a rejected message (it takes its MsgSeqNum) without acting on it."""
+        await super()._finalize_message(FIXMessage(FMsg.HEARTBEAT, {FTag.MsgSeqNum: seq}), frame)
+
+    async def _below_expected(self, seq: int, msg_type: str, poss_dup: bool) -> None:
+        """MsgSeqNum below the expected one: a resent duplicate is ignored, else log out."""
+        expected = self._session.next_num_in
+        if poss_dup:
+            self.stats["possdup_ignored"] += 1
+            self.event("possdup_ignored", seq=seq, msg_type=msg_type, expected=expected)
+            return
+        await self._violation(f"MsgSeqNum is too low, expected {expected}, got {seq}")
+
+    async def _process_message(self, msg: FIXMessage, raw_msg: bytes) -> None:
+        """asyncfix's dispatcher, rewritten (asyncfix-fix 8); the header is already checked."""
+        if not await self._first_message_ok(msg):
+            return
+        seq = int(msg[FTag.MsgSeqNum])
+        msg_type = msg.msg_type
+        if seq < self._session.next_num_in and not self._resets_sequence(msg):
+            await self._below_expected(seq, str(msg_type), msg.get(FTag.PossDupFlag, "N") == "Y")
+            return
+        if msg_type == FMsg.SEQUENCERESET and not await self._seqreset_ok(msg, seq, raw_msg):
+            return
+        if msg_type == FMsg.LOGON:
+            await self._process_logon(msg)
+        elif msg_type == FMsg.SEQUENCERESET:
+            await self._process_seqreset(msg)
+        elif msg_type == FMsg.LOGOUT:
+            await self._process_logout(msg)
+        if self._connection_state <= ConnectionState.DISCONNECTED_BROKEN_CONN:
+            return
+        if msg_type == FMsg.SEQUENCERESET and self._resets_sequence(msg):
+            in_order = True  # a SequenceReset-Reset ignores its own MsgSeqNum
+        else:
+            in_order = await self._check_seqnum_gaps(seq)
+        try:
+            await self._handle(msg, in_order)
+        finally:
+            if in_order:
+                await self._finalize_message(msg, raw_msg)
+
+    async def _first_message_ok(self, msg: FIXMessage) -> bool:
+        """An acceptor's first message must be a Logon (else close without a Logout)."""
+        if self._connection_state != ConnectionState.NETWORK_CONN_ESTABLISHED:
+            return True
+        if msg.msg_type != FMsg.LOGON:
+            await self.disconnect(ConnectionState.DISCONNECTED_BROKEN_CONN)
+            return False
+        await self._state_set(ConnectionState.LOGON_INITIAL_RECV)
+        self._connection_role = ConnectionRole.ACCEPTOR
+        return True
+
+    @staticmethod
+    def _resets_sequence(msg: FIXMessage) -> bool:
+        """A SequenceReset-Reset or a Logon with ResetSeqNumFlag=Y: its MsgSeqNum may be low."""
+        if msg.msg_type == FMsg.SEQUENCERESET:
+            return msg.get(FTag.GapFillFlag, "N") != "Y"
+        return msg.msg_type == FMsg.LOGON and msg.get(FTag.ResetSeqNumFlag, "N") == "Y"
+
+    async def _seqreset_ok(self, msg: FIXMessage, seq: int, raw_msg: bytes) -> bool:
+        """Whether a SequenceReset may be applied; a gap before a GapFill is asked for first."""
+        expected = self._session.next_num_in
+        gap_fill = msg.get(FTag.GapFillFlag, "N") == "Y"
+        if gap_fill and seq > expected:
+            await self._check_seqnum_gaps(seq)
+            return False
+        fault = seqreset_fault(msg, seq, expected)
+        if fault is None:
+            return True
+        await self._send_reject(seq, str(FMsg.SEQUENCERESET), fault)
+        if gap_fill and seq == expected:
+            await self._count_only(seq, raw_msg)
+        return False
+
+    async def _handle(self, msg: FIXMessage, in_order: bool) -> None:
+        msg_type = msg.msg_type
+        if msg_type == FMsg.RESENDREQUEST:
+            await self._process_resend(msg)
+        elif msg_type in (FMsg.SEQUENCERESET, FMsg.LOGON):
+            pass  # processed before the gap check
+        elif msg_type == FMsg.TESTREQUEST:
+            await self._process_testrequest(msg)
+        elif msg_type == FMsg.HEARTBEAT:
+            await self._process_heartbeat(msg)
+        elif not in_order:
+            self.log.debug(f"skipped out of order: {msg}")
+        elif msg_type == FMsg.REJECT:
+            await self._session_reject_received(msg)
+        else:
+            await self.on_message(msg)
+
+    async def _session_reject_received(self, msg: FIXMessage) -> None:
+        self.stats["session_rejects_received"] += 1
+        self.event(
+            "session_reject_received",
+            logging.WARNING,
+            ref_seq_num=msg.get(FTag.RefSeqNum, None),
+            ref_tag_id=msg.get(FTag.RefTagID, None),
+            ref_msg_type=msg.get(FTag.RefMsgType, None),
+            reason=msg.get(FTag.SessionRejectReason, None),
+            text=msg.get(FTag.Text, None),
+        )
+        await self.on_session_reject(msg)
+
+    async def _process_logon(self, logon_msg: FIXMessage) -> None:
+        # asyncfix-fix 9: honour ResetSeqNumFlag=Y; answer even without EncryptMethod.
+        reset = logon_msg.get(FTag.ResetSeqNumFlag, "N") == "Y"
+        acceptor = self._connection_role == ConnectionRole.ACCEPTOR
+        if reset and (acceptor or not self._reset_requested):
+            # An initiator answered with a reset it did not ask for: its own Logon
+            # becomes number 1 of the new numbering, as the acceptor counted it.
+            self._reset_sequences(next_out=1 if acceptor else 2, by="peer_logon")
+        self._reset_requested = False
+        seq = int(logon_msg[FTag.MsgSeqNum])
+        if acceptor:
+            answer = FIXMessage(FMsg.LOGON)
+            answer[FTag.EncryptMethod] = logon_msg.get(FTag.EncryptMethod, "0")
+            answer[FTag.HeartBtInt] = logon_msg.get(FTag.HeartBtInt, self._heartbeat_period)
+            if reset:
+                answer[FTag.ResetSeqNumFlag] = "Y"
+            await self.send_msg(answer)
+        if seq == self._session.next_num_in:
+            await self._state_set(ConnectionState.ACTIVE)
+        else:
+            await self._state_set(ConnectionState.RECV_SEQNUM_TOO_HIGH)
+        await self.on_logon(self._connection_state == ConnectionState.ACTIVE)
 
     async def _process_logout(self, logout_msg: FIXMessage) -> None:
         # asyncfix-fix 2: count the Logout's MsgSeqNum and answer it.
@@ -432,9 +1056,18 @@ class TradeopsConnection(AsyncFIXConnection):
         return ok
 
     async def _process_seqreset(self, seqreset_msg: FIXMessage) -> None:
+        # Checked by _seqreset_ok before (asyncfix-fix 8: it could lower the sequence).
+        seq = int(seqreset_msg[FTag.MsgSeqNum])
+        new_seq_no = int(seqreset_msg[FTag.NewSeqNo])
         if seqreset_msg.get(FTag.GapFillFlag, "N") == "Y":
             self.stats["gap_fills_received"] += 1
-        await super()._process_seqreset(seqreset_msg)
+        else:
+            self.stats["sequence_resets"] += 1
+            self.event("sequence_reset", by="peer", next_seq_in=new_seq_no)
+        # As asyncfix: drop journaled inbound messages from the reset's own MsgSeqNum on, so
+        # that journaling the reset itself cannot collide with one of them.
+        self._journaler.set_seq_num(self._session, next_num_in=min(seq, new_seq_no))
+        self._journaler.set_seq_num(self._session, next_num_in=new_seq_no)
 
     async def _finalize_message(self, msg: FIXMessage, raw_msg: bytes) -> None:
         if msg.get(FTag.PossDupFlag, "N") == "Y":

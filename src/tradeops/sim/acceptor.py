@@ -5,7 +5,11 @@ is an asyncfix :class:`TradeopsConnection` in the ACCEPTOR role that takes a
 new TCP connection whenever the previous one is gone (reconnects), keeps its
 journal (sequence numbers) across them, refuses a second concurrent
 connection, can refuse logons (fault injection) and delays outbound
-application messages (latency fault) without reordering them.
+application messages (latency fault) without reordering them. The session
+rules (framing, header checks, Reject, ResetSeqNumFlag) are those of
+:mod:`tradeops.brokers.fixconn`, shared with the adapter: a session Reject
+(35=3) from a client is logged and counted there, never passed to the
+simulator's application.
 :class:`SessionListener` binds the configured address and port only.
 """
 
@@ -21,7 +25,7 @@ from asyncfix.connection import ConnectionRole, ConnectionState
 from asyncfix.journaler import Journaler
 from asyncfix.protocol.protocol_base import FIXProtocolBase
 
-from tradeops.brokers.fixconn import TradeopsConnection
+from tradeops.brokers.fixconn import DEFAULT_MAX_FRAME_BYTES, TradeopsConnection
 from tradeops.sim.config import SessionSpec
 from tradeops.sim.throttle import MessageThrottle
 
@@ -68,6 +72,7 @@ class SessionAcceptor(TradeopsConnection):
         host: str,
         heartbeat_period: int,
         logger: logging.Logger | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
     ) -> None:
         super().__init__(
             protocol=protocol,
@@ -78,6 +83,7 @@ class SessionAcceptor(TradeopsConnection):
             port=spec.port,
             heartbeat_period=heartbeat_period,
             logger=logger,
+            max_frame_bytes=max_frame_bytes,
         )
         self._connection_role = ConnectionRole.ACCEPTOR
         self.spec = spec

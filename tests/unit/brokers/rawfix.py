@@ -9,7 +9,8 @@ reversed, a well-formed SendingTime and, unless PossDupFlag=Y or a gap fill,
 a MsgSeqNum exactly one above the previous one. A frame that breaks any rule
 fails the test that reads it.
 
-The peer listens on 127.0.0.1 only and uses plain non-blocking sockets driven
+The peer listens on 127.0.0.1 only (or, with :func:`dial`, connects to the
+simulator there as a client) and uses plain non-blocking sockets driven
 by the test's event loop (``loop.sock_*``), so that a test owns the socket and
 can close it with a FIN or a RST at a moment it chooses. Every wait is bounded.
 """
@@ -28,6 +29,7 @@ from typing import Any
 
 from tradeops.brokers.base import BrokerEvent, SessionConfig, SessionStatus
 from tradeops.brokers.fix import FixSession
+from tradeops.log import EventLog
 
 SOH = b"\x01"
 BEGIN = b"8=FIX.4.4"
@@ -144,6 +146,8 @@ def split_frames(buffer: bytes) -> tuple[list[Frame], bytes]:
     """
     frames: list[Frame] = []
     while buffer:
+        if (BEGIN + SOH).startswith(buffer):
+            break  # a read ended inside the BeginString
         if not buffer.startswith(BEGIN + SOH):
             raise FrameError(f"frame does not start with 8=FIX.4.4: {buffer[:60]!r}")
         len_start = len(BEGIN) + 1
@@ -184,10 +188,18 @@ def split_frames(buffer: bytes) -> tuple[list[Frame], bytes]:
 
 
 class PeerConn:
-    """One accepted connection: reads and checks the adapter's frames, sends hand-built ones."""
+    """One connection: reads and checks the other end's frames, sends hand-built ones.
 
-    def __init__(self, sock: socket.socket, next_out: int = 1) -> None:
+    By default the peer is the venue (VENUE) facing the adapter (TRADER); ``ours`` and
+    ``theirs`` swap the roles, e.g. a client facing the simulator (see :func:`dial`).
+    """
+
+    def __init__(
+        self, sock: socket.socket, next_out: int = 1, ours: str = VENUE, theirs: str = TRADER
+    ) -> None:
         self.sock = sock
+        self.ours = ours
+        self.theirs = theirs
         self.next_out = next_out  # MsgSeqNum of our next frame
         self.last_in: int | None = None  # last in-order MsgSeqNum seen from the adapter
         self.received: list[Frame] = []
@@ -197,7 +209,7 @@ class PeerConn:
 
     # ---------------------------------------------------------------- reading
     def _check(self, frame: Frame) -> None:
-        if frame.get("49") != TRADER or frame.get("56") != VENUE:
+        if frame.get("49") != self.theirs or frame.get("56") != self.ours:
             raise FrameError(f"CompIDs not ours: {frame}")
         if not SENDING_TIME.match(frame.get("52") or ""):
             raise FrameError(f"bad SendingTime: {frame}")
@@ -279,6 +291,8 @@ class PeerConn:
         if "seq" not in kwargs:
             kwargs["seq"] = self.next_out
             self.next_out += 1
+        kwargs.setdefault("sender", self.ours)
+        kwargs.setdefault("target", self.theirs)
         return build_frame(msg_type, fields, **kwargs)
 
     async def send(self, msg_type: str, fields: Fields = (), **kwargs: Any) -> bytes:
@@ -334,6 +348,19 @@ class RawFixPeer:
         self.sock.close()
 
 
+async def dial(port: int, ours: str, theirs: str, next_out: int = 1) -> PeerConn:
+    """Connect to ``port`` on 127.0.0.1 as ``ours`` (a raw client of the simulator)."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    try:
+        await asyncio.wait_for(loop.sock_connect(sock, (HOST, port)), WAIT_S)
+    except BaseException:
+        sock.close()
+        raise
+    return PeerConn(sock, next_out=next_out, ours=ours, theirs=theirs)
+
+
 class Events:
     """The adapter's ``on_event`` callback: records events, lets a test wait for one."""
 
@@ -387,6 +414,8 @@ def make_session(
     heartbeat_s: int = 30,
     account: str | None = "ACC1",
     store_dir: str | None = None,
+    log: EventLog | None = None,
+    reset_on_logon: bool = False,
     **extra: str,
 ) -> FixSession:
     config = SessionConfig(
@@ -399,7 +428,7 @@ def make_session(
         store_dir=store_dir,
         extra=dict(extra),
     )
-    return FixSession(config, events)
+    return FixSession(config, events, log=log, reset_on_logon=reset_on_logon)
 
 
 async def log_on(

@@ -116,24 +116,37 @@ def test_a_logon_answered_by_logout_fails_connect_with_the_venues_text():
     run(scenario())
 
 
-def test_a_logon_reply_that_resets_sequence_numbers_is_refused():
-    # The adapter does not support ResetSeqNumFlag(141): a venue that answers with 141=Y
-    # and MsgSeqNum 1 after the session has run looks like "MsgSeqNum too low", and the
-    # adapter refuses it (fails closed) instead of silently restarting the numbering.
+def test_a_logon_reply_that_resets_sequence_numbers_restarts_both_sequences():
+    # A venue that answers a Logon with ResetSeqNumFlag(141)=Y and MsgSeqNum 1, though the
+    # adapter did not ask for a reset, has restarted its numbering: the adapter follows (FIX
+    # session rules), its own Logon becoming number 1, and says so in its log. asyncfix
+    # 1.0.1 logged out with "MsgSeqNum is too low" (fixconn asyncfix-fix 9).
     async def scenario():
         async with venue() as (session, conn, events, peer):
             assert conn is not None
+            await session.send_order(
+                NewOrder("old", "ESZ5", Side.BUY, Decimal(1), price=Decimal(1))
+            )
+            await conn.expect("D")
             conn.close()
             await events.wait_status("disconnected")
             task = asyncio.create_task(session.connect(timeout_s=WAIT_S))
             conn2 = await peer.accept()
-            assert (await conn2.expect("A", skip=())).seq == 2
+            assert (await conn2.expect("A", skip=())).seq == 3
             await conn2.send("A", [(98, 0), (108, 30), (141, "Y")], seq=1)
-            with pytest.raises(ConnectionError, match="MsgSeqNum is too low, expected 2, got 1"):
-                await asyncio.wait_for(task, WAIT_S)
-            logout = await conn2.expect("5", skip=())
-            assert logout["58"] == "MsgSeqNum is too low, expected 2, got 1"
-            assert not session.is_logged_on
+            conn2.next_out = 2
+            conn2.last_in = 1  # the adapter's Logon is number 1 of the new numbering
+            await asyncio.wait_for(task, WAIT_S)
+            assert (session.next_seq_in, session.next_seq_out) == (2, 2)
+            assert session.connection.stats["sequence_resets"] == 1
+            await conn2.send("1", [(112, "after-reset")])
+            heartbeat = await conn2.expect("0", skip=())
+            assert (heartbeat.seq, heartbeat["112"]) == (2, "after-reset")
+            # The old order is not in the journal any more: a resend of 1.. is a gap fill.
+            await conn2.send("2", [(7, 1), (16, 0)])
+            fill = await conn2.expect("4", skip=())
+            assert (fill.seq, fill["123"], fill["36"]) == (1, "Y", "3")
+            assert session.is_logged_on
 
     run(scenario())
 

@@ -56,3 +56,12 @@ def test_split_frames_parses_back_to_back_frames_and_keeps_a_partial_one():
 def test_split_frames_rejects_bad_frames(frame, message):
     with pytest.raises(FrameError, match=message):
         split_frames(frame + b"8=FIX.4.4\x019=1000\x01")
+
+
+def test_a_read_that_ends_inside_the_beginstring_waits_for_more():
+    frame = build_frame("0", seq=3)
+    for end in range(1, len(frame)):
+        frames, rest = split_frames(frame[:end])
+        assert (frames, rest) == ([], frame[:end])
+    frames, rest = split_frames(frame + frame[:9])
+    assert (len(frames), rest) == (1, frame[:9])

@@ -1,0 +1,49 @@
+"""Property: the simulator survives any garbled frame (hypothesis, >= 10,000 frames).
+
+The same property as ``tests/unit/brokers/test_fixconn_garbled_property.py``,
+with the in-process simulator's acceptor as the receiver and a raw client as
+the sender (see ``sessionkit.GarbleRun`` for what is checked).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+from tests.unit.brokers.rawfix import dial
+from tests.unit.brokers.sessionkit import (
+    CLIENT,
+    PROPERTY_MAX_FRAME,
+    SIM,
+    SIM_CONFIG,
+    EventSink,
+    GarbleRun,
+    log_on_sim,
+    run_garble_property,
+)
+from tradeops.log import EventLog
+from tradeops.sim.config import parse_config
+from tradeops.sim.server import SimServer
+
+
+@contextlib.asynccontextmanager
+async def simulator() -> AsyncIterator[GarbleRun]:
+    sink = EventSink()
+    sim = SimServer(parse_config(SIM_CONFIG), EventLog("sim", sink))
+    await sim.start()
+    conn = None
+    try:
+        conn = await dial(sim.ports[CLIENT], CLIENT, SIM)
+        await log_on_sim(conn)
+        acceptor = sim.acceptors[CLIENT]
+        acceptor.max_frame_bytes = PROPERTY_MAX_FRAME
+        yield GarbleRun(conn, acceptor, sink)
+    finally:
+        if conn is not None:
+            conn.close()
+        await sim.stop()
+
+
+def test_garbled_frames_never_wedge_the_simulator():
+    fed = run_garble_property(simulator)
+    assert fed >= 10_000
