@@ -29,10 +29,11 @@ these asyncfix 1.0.1 bugs, each marked ``asyncfix-fix`` below:
    timeout), accepts a BodyLength that is too short, drops its whole buffer
    on a foreign BeginString, leaves the frames behind a discarded one unread
    until more bytes arrive, and reports a bad CheckSum only on stderr. Here
-   :func:`cut_frame` cuts frames by BodyLength and CheckSum with a size limit
-   (``max_frame_bytes``); a garbled frame or stray bytes are discarded, not
-   counted, logged as one ``garbled_frame`` event, and reading resumes at the
-   next ``8=FIX`` start (FIX 4.4 session rules: garbled messages are ignored).
+   :func:`tradeops.brokers.fixframing.cut_frame` cuts frames by BodyLength
+   and CheckSum with a size limit (``max_frame_bytes``); a garbled frame or
+   stray bytes are discarded, not counted, logged as one ``garbled_frame``
+   event, and reading resumes at the next ``8=FIX`` start (FIX 4.4 session
+   rules: garbled messages are ignored).
 8. Header checks and dispatch (``_process_message`` rewritten). Per FIX 4.4:
    a missing or non-numeric MsgSeqNum or a foreign BeginString is a Logout;
    a missing or badly formatted header field (49, 56, 52, 122 when 43=Y, a
@@ -50,6 +51,13 @@ these asyncfix 1.0.1 bugs, each marked ``asyncfix-fix`` below:
    with "MsgSeqNum is too low"). On such a Logon both sequences restart at 1
    and the journal is cleared; the acceptor answers with 34=1 and 141=Y. An
    initiator asks for it with :meth:`TradeopsConnection.reset_for_logon`.
+10. A message sent while asyncio already knows the connection is lost (its
+    transport is closing) is journaled and not written: asyncfix wrote it
+    anyway, and asyncio logged "socket.send() raised exception." for every
+    message of a burst. The peer gets it by a ResendRequest after its next
+    logon (``stats["writes_after_close"]`` counts them).
+11. asyncfix never sends a Heartbeat of its own (only TestRequests when the
+    peer is quiet): here one goes out after HeartBtInt without a write.
 
 It also lets a message be journaled without being sent while the peer is
 disconnected (store and forward): the peer's next logon then sees a higher
@@ -66,13 +74,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
 import os
 import re
 import sys
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Any
 
 from asyncfix import FIXMessage, FMsg, FTag
@@ -83,6 +90,23 @@ from asyncfix.message import MessageDirection
 from asyncfix.protocol.protocol_base import FIXProtocolBase
 
 from tradeops.brokers.fixcodec import FastCodec
+from tradeops.brokers.fixframing import (
+    DEFAULT_MAX_FRAME_BYTES,
+    CutKind,
+    GarbleReason,
+    cut_frame,
+    excerpt,
+)
+from tradeops.brokers.fixheader import (
+    HEADER_TAGS,
+    SR_OTHER,
+    Fault,
+    Header,
+    header_fault,
+    parse_header,
+    seqreset_fault,
+    session_reject,
+)
 from tradeops.brokers.memjournal import MemoryJournaler
 from tradeops.log import EventLog
 
@@ -109,34 +133,10 @@ SESSION_MSG_TYPES = frozenset(
     }
 )
 
-_HEADER_TAGS = frozenset(
-    {
-        str(FTag.BeginString),
-        str(FTag.BodyLength),
-        str(FTag.MsgType),
-        str(FTag.SenderCompID),
-        str(FTag.TargetCompID),
-        str(FTag.MsgSeqNum),
-        str(FTag.SendingTime),
-        str(FTag.PossDupFlag),
-        str(FTag.OrigSendingTime),
-        str(FTag.CheckSum),
-    }
-)
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9_.-]")
 
-DEFAULT_MAX_FRAME_BYTES = 1 << 20  # a frame (BeginString to CheckSum) larger than this is garbled
 _READ_SIZE = 1 << 16
-
-# SessionRejectReason (373) values used by the session layer (FIX 4.4).
-SR_INVALID_TAG_NUMBER = 0
-SR_REQUIRED_TAG_MISSING = 1
-SR_VALUE_INCORRECT = 5
-SR_INCORRECT_DATA_FORMAT = 6
-SR_COMPID_PROBLEM = 9
-SR_TAG_REPEATED = 13
-SR_OTHER = 99
 
 
 def journal_path(store_dir: str, sender_comp_id: str, target_comp_id: str) -> str:
@@ -201,252 +201,6 @@ def engine_logger(name: str, log: EventLog | None, level: int = logging.INFO) ->
     return logger
 
 
-# ----------------------------------------------------------------- framing
-class CutKind(enum.Enum):
-    """What :func:`cut_frame` found at the start of the buffer."""
-
-    FRAME = "frame"
-    GARBLED = "garbled"
-    NEED_MORE = "need_more"
-
-
-class GarbleReason(enum.StrEnum):
-    """Why bytes were discarded (the ``reason`` of a ``garbled_frame`` event)."""
-
-    GARBAGE = "garbage"  # bytes that do not start a frame
-    BODY_LENGTH_INVALID = "body_length_invalid"  # BodyLength(9) not a number
-    FRAME_TOO_LARGE = "frame_too_large"  # BodyLength says more than max_frame_bytes
-    TRUNCATED = "truncated"  # another frame starts before this one's stated end
-    BODY_LENGTH_MISMATCH = "body_length_mismatch"  # no CheckSum(10) where BodyLength says
-    BAD_CHECKSUM = "bad_checksum"
-    MSG_TYPE_NOT_THIRD = "msg_type_not_third"  # MsgType(35) missing or not the third field
-
-
-@dataclass(frozen=True, slots=True)
-class Cut:
-    """The next ``size`` bytes of the buffer are a frame, or garbled (``reason``)."""
-
-    kind: CutKind
-    size: int = 0
-    reason: GarbleReason | None = None
-
-
-_NEED_MORE = Cut(CutKind.NEED_MORE)
-# A frame starts with BeginString then the BodyLength tag: "8=FIX.4.4<SOH>9=".
-_FRAME_START = re.compile(rb"8=FIXT?\.\d\.\d\x019=")
-_FRAME_START_TEMPLATES = (b"8=FIX.#.#\x019=", b"8=FIXT.#.#\x019=")  # '#' is a digit
-_FRAME_START_MAX = max(len(t) for t in _FRAME_START_TEMPLATES)
-_BODY_LENGTH = re.compile(rb"(\d{1,9})\x01")
-_BODY_LENGTH_DIGITS = 9
-_TRAILER = re.compile(rb"\x0110=(\d{3})\x01")
-_TRAILER_SIZE = len(b"10=000\x01")
-_DIGITS = range(0x30, 0x3A)
-
-
-def _is_frame_start_prefix(data: bytes) -> bool:
-    """True if ``data`` may be the first bytes of a frame start (more bytes needed)."""
-    return any(
-        len(data) < len(template)
-        and all(
-            t == c or (t == 0x23 and c in _DIGITS)
-            for t, c in zip(template[: len(data)], data, strict=True)
-        )
-        for template in _FRAME_START_TEMPLATES
-    )
-
-
-def _next_start(buf: bytes | bytearray, start: int) -> int:
-    """Offset of the first frame start at or after ``start``, else of a partial one at the end.
-
-    ``len(buf)`` when there is neither: every byte before it is garbage.
-    """
-    found = _FRAME_START.search(buf, start)
-    if found is not None:
-        return found.start()
-    for i in range(max(start, len(buf) - _FRAME_START_MAX + 1), len(buf)):
-        if _is_frame_start_prefix(bytes(buf[i:])):
-            return i
-    return len(buf)
-
-
-def _skip(buf: bytes | bytearray, reason: GarbleReason) -> Cut:
-    """Discard a frame whose end is unknown: up to the next frame start."""
-    return Cut(CutKind.GARBLED, _next_start(buf, 1), reason)
-
-
-def cut_frame(buf: bytes | bytearray, max_frame: int = DEFAULT_MAX_FRAME_BYTES) -> Cut:
-    """Find the first frame of ``buf``, or the garbled bytes to discard before it.
-
-    A frame is BeginString, BodyLength, MsgType as the first three fields,
-    CheckSum as the last at the offset BodyLength gives, with the right value.
-    """
-    head = _FRAME_START.match(buf)
-    if head is None:
-        if _is_frame_start_prefix(bytes(buf)):
-            return _NEED_MORE
-        return Cut(CutKind.GARBLED, _next_start(buf, 1), GarbleReason.GARBAGE)
-    length = _BODY_LENGTH.match(buf, head.end())
-    if length is None:
-        pending = bytes(buf[head.end() :])
-        if len(pending) <= _BODY_LENGTH_DIGITS and all(c in _DIGITS for c in pending):
-            return _NEED_MORE
-        return _skip(buf, GarbleReason.BODY_LENGTH_INVALID)
-    body_start = length.end()
-    body_end = body_start + int(length.group(1))
-    frame_end = body_end + _TRAILER_SIZE
-    if frame_end > max_frame:
-        return _skip(buf, GarbleReason.FRAME_TOO_LARGE)
-    inner = _FRAME_START.search(buf, body_start, min(frame_end, len(buf)))
-    if inner is not None:
-        return Cut(CutKind.GARBLED, inner.start(), GarbleReason.TRUNCATED)
-    if len(buf) < frame_end:
-        return _NEED_MORE
-    trailer = _TRAILER.match(buf, body_end - 1)
-    if trailer is None or trailer.end() != frame_end:
-        return _skip(buf, GarbleReason.BODY_LENGTH_MISMATCH)
-    if sum(buf[:body_end]) % 256 != int(trailer.group(1)):
-        return Cut(CutKind.GARBLED, frame_end, GarbleReason.BAD_CHECKSUM)
-    if not buf.startswith(b"35=", body_start):
-        return Cut(CutKind.GARBLED, frame_end, GarbleReason.MSG_TYPE_NOT_THIRD)
-    return Cut(CutKind.FRAME, frame_end)
-
-
-_SECRET_FIELD = re.compile(rb"(^|\x01)(554|925|96)=[^\x01]*")
-
-
-def excerpt(data: bytes, limit: int = 64) -> str:
-    """A short printable excerpt of ``data`` for a log: SOH as ``|``, passwords masked."""
-    masked = _SECRET_FIELD.sub(rb"\1\2=***", data[: limit * 4])[:limit]
-    text = "".join("|" if b == 1 else chr(b) if 0x20 <= b < 0x7F else f"\\x{b:02x}" for b in masked)
-    return text + ("..." if len(data) > limit else "")
-
-
-# ------------------------------------------------------------ header checks
-@dataclass(frozen=True, slots=True)
-class Header:
-    """The standard header of a frame, read without asyncfix (first value of each tag)."""
-
-    fields: dict[str, str]
-    repeated: frozenset[str]  # header tags that appear more than once
-    bad_field: str | None  # the first field that is not <number>=<value>
-
-    def get(self, tag: FTag | str) -> str | None:
-        """The value of header ``tag``, or None."""
-        return self.fields.get(str(tag))
-
-    @property
-    def msg_type(self) -> str:
-        """MsgType (35); framing guarantees it."""
-        return self.fields.get("35", "")
-
-    @property
-    def poss_dup(self) -> bool:
-        """PossDupFlag (43) is Y."""
-        return self.fields.get("43") == "Y"
-
-    @property
-    def seq_num(self) -> int | None:
-        """MsgSeqNum (34) if it is one positive integer, else None."""
-        value = self.fields.get("34", "")
-        if "34" in self.repeated or not value.isascii() or not value.isdigit():
-            return None
-        return int(value) or None
-
-
-def parse_header(frame: bytes) -> Header:
-    """Read the header fields of a frame that :func:`cut_frame` accepted."""
-    fields: dict[str, str] = {}
-    repeated: set[str] = set()
-    bad_field: str | None = None
-    for item in frame[:-1].split(b"\x01"):
-        tag, sep, value = item.partition(b"=")
-        if not sep or not tag.isdigit():
-            bad_field = bad_field or excerpt(item, 32)
-            continue
-        key = tag.decode("ascii")
-        if key not in _HEADER_TAGS:
-            continue
-        if key in fields:
-            repeated.add(key)
-        else:
-            fields[key] = value.decode("latin-1")
-    return Header(fields, frozenset(repeated), bad_field)
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """Why a message is answered by a session Reject (35=3), and whether a Logout follows."""
-
-    reason: int
-    tag: str | None
-    text: str
-    logout_text: str | None = None
-
-
-_SENDING_TIME = re.compile(r"\d{8}-\d{2}:\d{2}:\d{2}(\.\d{1,9})?")
-
-
-def header_fault(header: Header, peer_comp_id: str, our_comp_id: str) -> Fault | None:
-    """The first FIX 4.4 header rule ``header`` breaks (MsgSeqNum is checked before)."""
-    if header.bad_field is not None:
-        return Fault(SR_INVALID_TAG_NUMBER, None, f"invalid field {header.bad_field!r}")
-    for tag in ("49", "56"):
-        if header.get(tag) is None:
-            return Fault(SR_REQUIRED_TAG_MISSING, tag, f"required tag {tag} missing")
-    if header.get("49") != peer_comp_id or header.get("56") != our_comp_id:
-        tag = "49" if header.get("49") != peer_comp_id else "56"
-        return Fault(
-            SR_COMPID_PROBLEM,
-            tag,
-            f"CompID problem: 49={header.get('49')} 56={header.get('56')}",
-            logout_text="TargetCompID / SenderCompID mismatch",
-        )
-    if header.repeated:
-        tag = min(header.repeated)
-        return Fault(SR_TAG_REPEATED, tag, f"tag {tag} appears more than once")
-    sending_time = header.get("52")
-    if sending_time is None:
-        return Fault(SR_REQUIRED_TAG_MISSING, "52", "required tag 52 missing")
-    if not _SENDING_TIME.fullmatch(sending_time):
-        return Fault(SR_INCORRECT_DATA_FORMAT, "52", "SendingTime(52) has a bad format")
-    if header.poss_dup and header.msg_type != "4" and header.get("122") is None:
-        return Fault(
-            SR_REQUIRED_TAG_MISSING, "122", "OrigSendingTime(122) required with PossDupFlag=Y"
-        )
-    return None
-
-
-def seqreset_fault(msg: FIXMessage, seq: int, next_in: int) -> Fault | None:
-    """A SequenceReset that FIX 4.4 rejects: no valid NewSeqNo, or one that goes back."""
-    value = str(msg.get(FTag.NewSeqNo, ""))
-    if value == "":
-        return Fault(SR_REQUIRED_TAG_MISSING, "36", "required tag 36 missing")
-    if not value.isascii() or not value.isdigit() or int(value) == 0:
-        return Fault(SR_INCORRECT_DATA_FORMAT, "36", "NewSeqNo(36) is not a positive integer")
-    new = int(value)
-    gap_fill = msg.get(FTag.GapFillFlag, "N") == "Y"
-    if new < next_in or (gap_fill and new <= seq):
-        return Fault(
-            SR_VALUE_INCORRECT,
-            "36",
-            f"attempt to lower sequence number, invalid value NewSeqNo={new}",
-        )
-    return None
-
-
-def session_reject(ref_seq: int, ref_msg_type: str | None, fault: Fault) -> FIXMessage:
-    """A session-level Reject (35=3) of message ``ref_seq``."""
-    msg = FIXMessage(FMsg.REJECT)
-    msg[FTag.RefSeqNum] = ref_seq
-    if fault.tag:
-        msg[FTag.RefTagID] = fault.tag
-    if ref_msg_type:
-        msg[FTag.RefMsgType] = ref_msg_type
-    msg[FTag.SessionRejectReason] = fault.reason
-    msg[FTag.Text] = fault.text
-    return msg
-
-
 class TradeopsConnection(AsyncFIXConnection):
     """An asyncfix connection with the fixes listed in the module docstring."""
 
@@ -480,6 +234,7 @@ class TradeopsConnection(AsyncFIXConnection):
         self._send_lock = asyncio.Lock()
         self._send_owner: asyncio.Task[Any] | None = None
         self._logout_sent = False
+        self._last_sent = time.monotonic()  # of our last write, for our own Heartbeats
         self._disconnecting = False
         self.last_logout_text: str | None = None
         self.last_disconnect_reason: str | None = None
@@ -499,6 +254,7 @@ class TradeopsConnection(AsyncFIXConnection):
             "session_rejects_sent": 0,
             "session_rejects_received": 0,
             "sequence_resets": 0,
+            "writes_after_close": 0,
         }
 
     # ------------------------------------------------------------------ state
@@ -560,6 +316,7 @@ class TradeopsConnection(AsyncFIXConnection):
         self._message_last_time = 0.0
         self._max_seq_num_resend = 0
         self._logout_sent = False
+        self._last_sent = time.monotonic()  # of our last write, for our own Heartbeats
         self._disconnecting = False
         self.last_logout_text = None
         self.last_disconnect_reason = None
@@ -643,8 +400,7 @@ class TradeopsConnection(AsyncFIXConnection):
                 self._logout_sent = True
             encoded = self._codec.encode(msg, self._session).encode("utf-8")
             self._journaler.persist_msg(encoded, self._session, MessageDirection.OUTBOUND)
-            writer.write(encoded)
-            await writer.drain()
+            await self._write(writer, encoded)
 
     def store_msg(self, msg: FIXMessage) -> int:
         """Journal ``msg`` under the next MsgSeqNum without sending it; return that number."""
@@ -1082,8 +838,44 @@ class TradeopsConnection(AsyncFIXConnection):
         """Write a resent message or gap fill: its MsgSeqNum is its own, it is not journaled."""
         encoded = self._codec.encode(msg, self._session).encode("utf-8")
         assert self._socket_writer is not None
-        self._socket_writer.write(encoded)
-        await self._socket_writer.drain()
+        await self._write(self._socket_writer, encoded)
+
+    async def _write(self, writer: asyncio.StreamWriter, encoded: bytes) -> None:
+        """Write to the socket unless the peer is already gone.
+
+        A journaled message is then resent when the peer asks after its next
+        logon. Writing into a lost connection only makes asyncio log
+        "socket.send() raised exception." for every message of a storm.
+        """
+        if writer.transport.is_closing():
+            self.stats["writes_after_close"] += 1
+            return
+        writer.write(encoded)
+        self._last_sent = time.monotonic()
+        await writer.drain()
+
+    async def heartbeat_timer_task(self) -> None:
+        """asyncfix's watcher, plus a Heartbeat of ours after HeartBtInt without sending.
+
+        asyncfix-fix 11: asyncfix sends TestRequests when the peer is quiet but
+        never a Heartbeat of its own, so a side with nothing to send stays
+        silent while the peer talks; FIX 4.4 wants one every HeartBtInt.
+        """
+        watcher = asyncio.create_task(super().heartbeat_timer_task())
+        try:
+            while True:
+                await asyncio.sleep(min(1.0, self._heartbeat_period / 10))
+                if (
+                    self._connection_state == ConnectionState.ACTIVE
+                    and self._socket_writer is not None
+                    and time.monotonic() - self._last_sent >= self._heartbeat_period
+                ):
+                    try:
+                        await self.send_msg(FIXMessage(FMsg.HEARTBEAT))
+                    except (FIXConnectionError, OSError) as exc:
+                        self.log.debug(f"heartbeat not sent: {exc}")
+        finally:
+            watcher.cancel()
 
     async def _gap_fill(self, begin: int, new_seq_no: int) -> None:
         gap = FIXMessage(FMsg.SEQUENCERESET)
@@ -1103,7 +895,7 @@ class TradeopsConnection(AsyncFIXConnection):
         if orig:
             out[FTag.OrigSendingTime] = orig
         for tag, value in stored.tags.items():
-            if tag in _HEADER_TAGS:
+            if tag in HEADER_TAGS:
                 continue
             out.tags[tag] = value
         return out

@@ -25,7 +25,8 @@ from asyncfix.connection import ConnectionRole, ConnectionState
 from asyncfix.journaler import Journaler
 from asyncfix.protocol.protocol_base import FIXProtocolBase
 
-from tradeops.brokers.fixconn import DEFAULT_MAX_FRAME_BYTES, TradeopsConnection
+from tradeops.brokers.fixconn import TradeopsConnection
+from tradeops.brokers.fixframing import DEFAULT_MAX_FRAME_BYTES
 from tradeops.sim.config import SessionSpec
 from tradeops.sim.throttle import MessageThrottle
 

@@ -19,10 +19,13 @@ from typing import Any
 import yaml
 
 from tradeops.brokers.base import SessionRole
+from tradeops.brokers.fixframing import DEFAULT_MAX_FRAME_BYTES
 
 DEFAULT_CONFIG_PATH = Path(__file__).with_name("default.yml")
 
 _COMP_ID_RE = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
+MIN_FRAME_BYTES = 1024  # below this a Logon with credentials may not fit
+MAX_FRAME_BYTES_LIMIT = 1 << 26
 _SYMBOL_RE = re.compile(r"^[A-Za-z0-9_.:/-]{1,32}$")
 
 
@@ -85,6 +88,7 @@ class FixConfig:
     repeating_groups: dict[str, list[str]] = field(default_factory=dict)
     data_dictionary: str | None = None  # QuickFIX-format XML; None = no schema validation
     venue_extensions: bool = False  # RptSeq in W/X, tags 9101-9103 in AP (FIX44-venue.xml)
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES  # a longer inbound frame is garbled
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +295,15 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> SimConfig
 
     fix_raw = _dict(d.get("fix"), "fix")
     _check_keys(
-        fix_raw, {"begin_string", "repeating_groups", "data_dictionary", "venue_extensions"}, "fix"
+        fix_raw,
+        {
+            "begin_string",
+            "repeating_groups",
+            "data_dictionary",
+            "venue_extensions",
+            "max_frame_bytes",
+        },
+        "fix",
     )
     begin_string = _str(fix_raw.get("begin_string", "FIX.4.4"), "fix.begin_string")
     if begin_string != "FIX.4.4":
@@ -311,7 +323,13 @@ def parse_config(raw: dict[str, Any], base_dir: Path | None = None) -> SimConfig
             dict_path = base_dir / dict_path
         dictionary = str(dict_path)
     extensions = _bool(fix_raw.get("venue_extensions", False), "fix.venue_extensions")
-    fix = FixConfig(begin_string, groups, dictionary, extensions)
+    max_frame = _int(
+        fix_raw.get("max_frame_bytes", DEFAULT_MAX_FRAME_BYTES),
+        "fix.max_frame_bytes",
+        MIN_FRAME_BYTES,
+        MAX_FRAME_BYTES_LIMIT,
+    )
+    fix = FixConfig(begin_string, groups, dictionary, extensions, max_frame)
 
     fill_raw = _dict(d.get("fill"), "fill")
     _check_keys(fill_raw, {"max_qty_per_tick", "ratio", "market_slippage_ticks"}, "fill")

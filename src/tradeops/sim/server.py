@@ -128,6 +128,7 @@ class SimServer:
                     cfg.host,
                     cfg.heartbeat_s,
                     engine_logger(f"sim.{spec.name}", self.log.bind(session=spec.name)),
+                    max_frame_bytes=cfg.fix.max_frame_bytes,
                 )
                 self.acceptors[spec.name] = acceptor
                 listener = SessionListener(acceptor, cfg.host, spec.port)

@@ -327,9 +327,14 @@ async def log_on_sim(conn: PeerConn, reset: bool = False, heartbeat_s: int = 30)
 
 
 @contextlib.asynccontextmanager
-async def sim_peer(store_dir: str | None = None, logon: bool = True) -> AsyncIterator[SimPeer]:
-    """Start a simulator, dial its session as a raw client (logged on unless ``logon=False``)."""
-    cfg = parse_config({**SIM_CONFIG, "store_dir": store_dir})
+async def sim_peer(
+    store_dir: str | None = None, logon: bool = True, fix: dict[str, Any] | None = None
+) -> AsyncIterator[SimPeer]:
+    """Start a simulator, dial its session as a raw client (logged on unless ``logon=False``).
+
+    ``fix`` is the simulator's ``fix`` configuration section.
+    """
+    cfg = parse_config({**SIM_CONFIG, "store_dir": store_dir, "fix": fix or {}})
     stream = io.StringIO()
     sim = SimServer(cfg, EventLog("sim", stream))
     await sim.start()

@@ -44,16 +44,17 @@ def test_a_silent_venue_is_probed_and_then_dropped():
     async def scenario():
         async with venue(heartbeat_s=1) as (session, conn, events, _peer):
             assert conn is not None
-            probe = await conn.expect("1", skip=())  # TestRequest after a quiet interval
+            # The adapter's own Heartbeats (one per HeartBtInt without a write) are skipped.
+            probe = await conn.expect("1")  # TestRequest after a quiet interval
             await conn.send("0", [(112, probe["112"])])
-            again = await conn.expect("1", skip=())  # answered: still logged on, probed again
+            again = await conn.expect("1")  # answered: still logged on, probed again
             assert session.is_logged_on
-            assert again.seq == probe.seq + 1
+            assert again.seq > probe.seq
             # Now the venue goes silent: the adapter must give up on it by itself.
             status = await events.wait_status("disconnected", timeout=8.0)
             assert status.detail == ""
             assert not session.is_logged_on
-            assert await conn.read_until_eof() == []
+            assert {f.msg_type for f in await conn.read_until_eof()} <= {"0"}
 
     run(scenario())
 
@@ -72,13 +73,8 @@ def test_a_heartbeat_with_the_wrong_test_request_id_ends_the_session():
     run(scenario())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="asyncfix 1.0.1 never sends a Heartbeat on its own: it sends TestRequests when"
-    " the venue is quiet and answers the venue's, but an adapter with nothing to send"
-    " stays silent while the venue talks (FIX wants a Heartbeat every HeartBtInt)",
-)
 def test_an_idle_adapter_heartbeats_while_the_venue_talks():
+    # asyncfix-fix 11: asyncfix 1.0.1 alone stays silent here.
     # HeartBtInt 2 s; the venue talks every 0.4 s, the adapter has nothing to send. Within
     # 2.5 s (more than one interval) it owes the venue a Heartbeat.
     async def scenario():

@@ -1,4 +1,4 @@
-"""``fixconn.cut_frame`` and the header checks, as pure functions on hand-built bytes."""
+"""``fixframing.cut_frame`` and ``fixheader``'s checks, as pure functions on hand-built bytes."""
 
 from __future__ import annotations
 
@@ -6,15 +6,14 @@ import pytest
 
 from tests.unit.brokers.rawfix import build_frame
 from tests.unit.brokers.sessionkit import GARBLED_CASES, raw_frame
-from tradeops.brokers.fixconn import (
+from tradeops.brokers.fixframing import (
     DEFAULT_MAX_FRAME_BYTES,
     CutKind,
     GarbleReason,
     cut_frame,
     excerpt,
-    header_fault,
-    parse_header,
 )
+from tradeops.brokers.fixheader import header_fault, parse_header
 
 GOOD = build_frame("1", [(112, "probe")], seq=7)
 

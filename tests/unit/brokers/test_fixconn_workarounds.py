@@ -4,10 +4,10 @@ Each workaround has at least one test here that fails when the workaround is
 replaced by asyncfix 1.0.1's own method (checked by doing so): 1 the same
 resend twice, the journal hole, the order sent during a replay; 2 the venue
 Logout; 3 the SequenceReset across a restart; 4 the RST, the drop racing the
-reader's EOF, the failing handler; 6 the failed write across a restart. The
-other tests pin the contract around them. Workaround 5 cannot be shown to
-matter from the wire without reaching into asyncfix's tasks: see the note on
-its test.
+reader's EOF, the failing handler; 6 the failed write across a restart; 10 the
+burst into a lost connection. The other tests pin the contract around them.
+Workaround 5 cannot be shown to matter from the wire without reaching into
+asyncfix's tasks: see the note on its test.
 """
 
 from __future__ import annotations
@@ -388,3 +388,24 @@ def test_a_message_whose_write_failed_is_journaled(tmp_path: Path):
             await asyncio.wait_for(restarted.close(), WAIT_S)
 
     run(scenario())
+
+
+def test_messages_sent_into_a_lost_connection_are_journaled_not_written(caplog):
+    # A storm into a connection asyncio already knows is lost (aborted, its
+    # connection_lost callback not yet run): every message keeps its MsgSeqNum in the
+    # journal, to be resent on request after the next logon, and none is written.
+    # Written, each would make asyncio log "socket.send() raised exception.".
+    async def scenario():
+        async with venue() as (session, _conn, _events, _peer):
+            writer = session.connection._socket_writer
+            assert writer is not None
+            first = session.next_seq_out
+            writer.transport.abort()
+            for i in range(8):
+                await session.send_order(order(f"storm{i}"))
+            assert session.connection.stats["writes_after_close"] == 8
+            assert session.next_seq_out == first + 8
+
+    with caplog.at_level("WARNING", logger="asyncio"):
+        run(scenario())
+    assert not [r for r in caplog.records if "socket.send()" in r.getMessage()]

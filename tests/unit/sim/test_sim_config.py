@@ -26,6 +26,7 @@ def test_shipped_default_config():
     assert cfg.sessions[0].throttle.reject_limit == 500
     assert cfg.symbol("ESZ5").tick_size == Decimal("0.25")
     assert cfg.fix.begin_string == "FIX.4.4"
+    assert cfg.fix.max_frame_bytes == 1 << 20
 
 
 def test_cli_overrides():
@@ -73,6 +74,7 @@ def test_explicit_session_port_and_throttle_default():
         ({"port_base": 70000}, "port_base: must be <= 65535"),
         ({"fill": {"ratio": 2}}, "fill.ratio"),
         ({"fix": {"begin_string": "FIX.4.2"}}, "only FIX.4.4"),
+        ({"fix": {"max_frame_bytes": 100}}, "fix.max_frame_bytes: must be >= 1024"),
         ({"fix": {"repeating_groups": {"268": []}}}, "repeating_groups.268"),
         ({"throttle": {"reject_limit": 5, "disconnect_limit": 2}}, "disconnect_limit must be"),
         ({"symbols": []}, "symbols: expected a non-empty list"),

@@ -29,14 +29,15 @@ from tradeops.sim.server import SimServer
 @contextlib.asynccontextmanager
 async def simulator() -> AsyncIterator[GarbleRun]:
     sink = EventSink()
-    sim = SimServer(parse_config(SIM_CONFIG), EventLog("sim", sink))
+    config = {**SIM_CONFIG, "fix": {"max_frame_bytes": PROPERTY_MAX_FRAME}}
+    sim = SimServer(parse_config(config), EventLog("sim", sink))
     await sim.start()
     conn = None
     try:
         conn = await dial(sim.ports[CLIENT], CLIENT, SIM)
         await log_on_sim(conn)
         acceptor = sim.acceptors[CLIENT]
-        acceptor.max_frame_bytes = PROPERTY_MAX_FRAME
+        assert acceptor.max_frame_bytes == PROPERTY_MAX_FRAME  # from the configuration
         yield GarbleRun(conn, acceptor, sink)
     finally:
         if conn is not None:

@@ -153,6 +153,26 @@ def test_a_garbled_frame_is_discarded_logged_and_not_counted(case, split):
     run(scenario())
 
 
+@pytest.mark.parametrize("limit", [None, 2048])
+def test_the_frame_size_limit_comes_from_the_configuration(limit):
+    async def scenario():
+        async with sim_peer(fix={} if limit is None else {"max_frame_bytes": limit}) as p:
+            seq = p.conn.next_out
+            await p.conn.send_bytes(p.conn.frame("1", [(112, "x" * 3000)]))
+            await p.conn.send_bytes(p.conn.frame("1", [(112, "after")]))
+            if limit is None:  # 1 MiB by default: both TestRequests are answered
+                assert (await p.conn.expect("0", skip=()))["112"] == "x" * 3000
+                assert (await p.conn.expect("0", skip=()))["112"] == "after"
+                assert not logged(p.stream, "garbled_frame")
+            else:  # discarded unread, so the next one shows a gap: asked for again
+                resend = await p.conn.expect("2", skip=())
+                assert resend["7"] == str(seq)
+                (record,) = logged(p.stream, "garbled_frame")
+                assert record["reason"] == "frame_too_large"
+
+    run(scenario())
+
+
 def test_garbage_before_the_logon_is_discarded_and_the_logon_still_works():
     async def scenario():
         async with sim_peer(logon=False) as p:
