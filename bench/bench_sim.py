@@ -1,7 +1,9 @@
 """Benchmark of the simulator and the FIX adapter on loopback.
 
-Starts ``tradeops sim run`` as a subprocess (journals on disk, JSON log to a
-file), connects a :class:`FixSession` from this process and measures:
+Starts ``tradeops sim run`` as a subprocess (JSON log to a file), connects a
+:class:`FixSession` from this process and measures, with the journals of both
+ends in memory (the simulator's default), then again on disk
+(``journal_on_disk``, SQLite WAL as the sessions of a trading host keep them):
 
 * ``nos_ack_rtt_us``: NewOrderSingle -> ack ExecutionReport round trip, one
   order at a time, measured by the adapter ({p50, p99, max, n});
@@ -11,8 +13,8 @@ file), connects a :class:`FixSession` from this process and measures:
   own session, in the same run: the reference client, which spends little time
   per message, so its ``orders_per_s`` is the simulator's sustained rate
   (the top-level ``orders_per_s``);
-* ``sim_capacity``: the simulator's own measure (``GET /state``): inbound
-  messages handled per second of its busy time.
+* ``sim_capacity``: the simulator's own measure (``GET /state``): new orders
+  handled per second of its busy time.
 
 Bounded: ``RTT_ORDERS`` + ``RATE_ORDERS`` orders per client, at most ``CAP_S``
 seconds per phase. The simulator is stopped by its PID at the end. Writes
@@ -110,7 +112,7 @@ def percentile(sorted_values: list[float], pct: float) -> float:
     return sorted_values[idx]
 
 
-async def measure(port: int, store: str) -> dict:
+async def measure(port: int, store: str | None) -> dict:
     acks: dict[str, asyncio.Future[int]] = {}
 
     def on_event(event: BrokerEvent) -> None:
@@ -174,8 +176,6 @@ async def measure(port: int, store: str) -> dict:
         "adapter_orders_per_s": round(done / elapsed, 1),
         "orders_in_rate_phase": done,
         "window": WINDOW,
-        "journal": "SQLite WAL, synchronous=NORMAL, both ends (quickfix_journal_in_memory: the"
-        " simulator's journal in memory, its shipped default)",
         "transport": "TCP loopback, simulator in a subprocess",
     }
 
@@ -185,42 +185,34 @@ def sim_state(admin_port: int) -> dict:
         return json.load(resp)
 
 
+def run_sim(tmp: Path, journal_on_disk: bool) -> dict:
+    """Both clients against one simulator; the journals of both ends on disk or in memory."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    proc, ready = start_sim(tmp, journal_on_disk)
+    sessions = ready["sessions"]
+    try:
+        client_store = str(tmp / "client") if journal_on_disk else None
+        figures = asyncio.run(measure(sessions["ACC1_OE"]["port"], client_store))
+        reference = quickfix_load.run(
+            sessions["ACC1_QF"]["port"], "ACC1_QF", RTT_ORDERS, RATE_ORDERS, WINDOW, CAP_S
+        )
+        figures["quickfix"] = reference
+        figures["orders_per_s"] = reference["orders_per_s"]
+        figures["sim_capacity"] = sim_state(ready["admin_port"])["capacity"].get("D")
+    finally:
+        stop_sim(proc)
+    return figures
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-sim-") as tmpdir:
         tmp = Path(tmpdir)
-        proc, ready = start_sim(tmp)
-        try:
-            figures = asyncio.run(
-                measure(ready["sessions"]["ACC1_OE"]["port"], str(tmp / "client"))
-            )
-            reference = quickfix_load.run(
-                ready["sessions"]["ACC1_QF"]["port"],
-                "ACC1_QF",
-                RTT_ORDERS,
-                RATE_ORDERS,
-                WINDOW,
-                CAP_S,
-            )
-            figures["quickfix"] = reference
-            figures["orders_per_s"] = reference["orders_per_s"]
-            figures["sim_capacity"] = sim_state(ready["admin_port"])["capacity"].get("D")
-        finally:
-            stop_sim(proc)
-        # The shipped default keeps the simulator's journals in memory (store_dir: null).
-        (tmp / "memory").mkdir()
-        proc, ready = start_sim(tmp / "memory", journal_on_disk=False)
-        try:
-            in_memory = quickfix_load.run(
-                ready["sessions"]["ACC1_QF"]["port"],
-                "ACC1_QF",
-                RTT_ORDERS,
-                RATE_ORDERS,
-                WINDOW,
-                CAP_S,
-            )
-            figures["quickfix_journal_in_memory"] = in_memory
-        finally:
-            stop_sim(proc)
+        # The simulator as shipped keeps its journals in memory (store_dir: null).
+        figures = run_sim(tmp / "memory", journal_on_disk=False)
+        figures["journal"] = "in memory, both ends (the simulator's default)"
+        on_disk = run_sim(tmp / "disk", journal_on_disk=True)
+        on_disk["journal"] = "SQLite WAL, synchronous=NORMAL, both ends"
+        figures["journal_on_disk"] = on_disk
     path = write_result("sim", figures)
     print(json.dumps(figures, indent=2))
     print(f"wrote {path}")
