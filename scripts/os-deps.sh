@@ -11,9 +11,11 @@ fi
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 # ansible-test sanity skips its shellcheck test without it.
 command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
+# promtool checks and tests the alerting rules the collection ships.
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 
 if ((${#missing[@]} == 0)); then
-    echo "os-deps: openssh-server, postgresql, util-linux and shellcheck are present"
+    echo "os-deps: openssh-server, postgresql, util-linux, shellcheck and promtool are present"
     exit 0
 fi
 if [[ $(id -u) -ne 0 ]]; then
