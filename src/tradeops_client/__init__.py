@@ -8,6 +8,8 @@ never by this package's version: ``CLIENT_VERSION`` only says which build it is.
 
 - ``tradingstate``: read the host's trading state before every order, and the
   order checks of ACTIVE, REDUCING and HALTED.
+- ``liveness``: whether the kill-switch agent is alive (its heartbeat file), and
+  ``effective_state``: HALTED when it is not.
 
 It depends on nothing but the standard library.
 """

@@ -35,17 +35,19 @@ import secrets
 import socket
 import stat
 import struct
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tradeops.agent.protocol import (
     DEFAULT_WINDOW_S,
     MAX_FRAME,
+    Command,
     ErrorCode,
     ProtocolError,
     Request,
     dumps,
+    is_expired,
     load_object,
     parse_request,
 )
@@ -226,6 +228,15 @@ def _unauthenticated(text: str) -> ProtocolError:
     return ProtocolError(ErrorCode.UNAUTHENTICATED, text)
 
 
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """An authenticated request, and which lenient check it would have failed."""
+
+    request: Request
+    expired: bool = False  # ts outside the window (only for a lenient command)
+    replayed: bool = False  # nonce already accepted (only for a lenient command)
+
+
 def verify(
     frame: bytes,
     keys: Mapping[str, bytes],
@@ -239,6 +250,25 @@ def verify(
     Only an accepted request adds its nonce to ``nonces``; a refused frame adds
     nothing (a replay or a full cache may only forget nonces already past their
     expiry) and ``keys`` is only read.
+    """
+    return authenticate(frame, keys, now, window_s, nonces=nonces).request
+
+
+def authenticate(
+    frame: bytes,
+    keys: Mapping[str, bytes],
+    now: float,
+    window_s: float = DEFAULT_WINDOW_S,
+    *,
+    nonces: NonceCache,
+    lenient: Collection[Command] = (),
+) -> Verified:
+    """``verify``, except that a command in ``lenient`` passes the time and nonce checks.
+
+    Such a request, once its MAC matched, is returned with ``expired`` or
+    ``replayed`` set instead of being refused (the agent carries out a halt
+    whatever the clocks say, and audits it). An expired one adds no nonce; a
+    full nonce cache does not stop it either. Every other check is the same.
     """
     signed = load_object(frame, "signed frame", quiet=True)  # size, then JSON
     v = signed.get("v")
@@ -277,12 +307,16 @@ def verify(
             "one its key id names on this agent"
         )
 
-    request = parse_request(body, now, window_s)  # authenticated from here on
+    request = parse_request(body, now, window_s, lenient=lenient)  # authenticated from here on
+    if request.cmd in lenient and is_expired(request, now, window_s):
+        return Verified(request, expired=True)
     try:
         nonces.admit(request.nonce, request.ts + window_s, now)
     except ProtocolError as exc:
+        if request.cmd in lenient:
+            return Verified(request, replayed=exc.code is ErrorCode.REPLAYED)
         raise exc.about(request.id, request.v) from None
-    return request
+    return Verified(request)
 
 
 # ---------------------------------------------------------------- key files

@@ -56,7 +56,7 @@ import re
 import secrets
 import time
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -561,14 +561,21 @@ def _parse_args(cmd: Command, spec: CommandSpec, raw: object) -> CommandArgs:
     return spec.args(**values)
 
 
-def parse_request(frame: bytes, now: float, window_s: float = DEFAULT_WINDOW_S) -> Request:
+def parse_request(
+    frame: bytes,
+    now: float,
+    window_s: float = DEFAULT_WINDOW_S,
+    *,
+    lenient: Collection[Command] = (),
+) -> Request:
     """Parse and validate one request frame; raise ``ProtocolError`` on anything wrong.
 
     The checks, in order: size, UTF-8 JSON object, ``v`` (before anything a
     newer version may have added), the envelope's keys and types, the command,
     ``who`` and ``reason``, the command's arguments, and last ``ts`` within
     ``window_s`` of ``now`` (``expired``, past or future). Every error after
-    ``id`` was read carries it.
+    ``id`` was read carries it. A command in ``lenient`` skips only the last
+    check (the agent's policy for tightening commands; ``is_expired`` tells).
     """
     obj = load_object(frame, "request")
     rid = obj.get("id")
@@ -620,7 +627,7 @@ def parse_request(frame: bytes, now: float, window_s: float = DEFAULT_WINDOW_S) 
         ) from None
 
     skew = float(ts) - now
-    if not -window_s <= skew <= window_s:
+    if cmd not in lenient and not -window_s <= skew <= window_s:
         when = "in the future" if skew > 0 else "old"
         raise ProtocolError(
             ErrorCode.EXPIRED,
@@ -630,6 +637,11 @@ def parse_request(frame: bytes, now: float, window_s: float = DEFAULT_WINDOW_S) 
             version=v,
         )
     return Request(v, request_id, cmd, args, who, reason, float(ts), nonce)
+
+
+def is_expired(request: Request, now: float, window_s: float = DEFAULT_WINDOW_S) -> bool:
+    """Whether ``request``'s ``ts`` is outside ``window_s`` of ``now`` (past or future)."""
+    return not -window_s <= request.ts - now <= window_s
 
 
 def encode_request(

@@ -60,6 +60,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
         extra="strategy",
         hint="the reference strategy runs from its release: <tradeops_root>/current/bin/refapp",
     ),
+    "agent": Subcommand("tradeops.agent.cli"),
     "release": Subcommand("tradeops.releases.cli"),
     "reset": Subcommand("tradeops.cli.trading_state"),
     "fleet": Subcommand("tradeops.testing.fleet_cli", extra="staging"),
