@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     import logging
 
 NO_REPLAY = frozenset({"W", "X", "Y"})  # market data is gap-filled, never resent
+BURST_SLICE = 64  # queued messages written between two turns of the event loop
 
 
 class AcceptorApp(Protocol):
@@ -159,14 +160,19 @@ class SessionAcceptor(TradeopsConnection):
         return str(historical_replay_msg.msg_type) not in NO_REPLAY
 
     # ---------------------------------------------------------------- output
-    async def send_app(self, msg: FIXMessage, store_if_down: bool = True) -> None:
+    async def send_app(
+        self, msg: FIXMessage, store_if_down: bool = True, queued: bool = False
+    ) -> None:
         """Send an application message, after the injected latency if any.
 
         While the session is down the message is journaled for a later resend
-        (``store_if_down``) or dropped (market data).
+        (``store_if_down``) or dropped (market data). ``queued`` hands it to the
+        session's writer task instead of writing it now (a burst: see
+        :meth:`_run_outq`); everything sent after it waits behind it, so the
+        session's order is kept.
         """
         delay = self.app.latency_s(self)
-        if delay > 0 or self._outq:
+        if delay > 0 or self._outq or queued:
             loop = asyncio.get_running_loop()
             self._outq.append((loop.time() + delay, msg, store_if_down))
             if self._outq_task is None:
@@ -182,14 +188,24 @@ class SessionAcceptor(TradeopsConnection):
         self.app.count_out(self, msg, sent)
 
     async def _run_outq(self) -> None:
+        """Write the queued messages in order, giving the loop a turn every ``BURST_SLICE``.
+
+        Without the turns, a mass cancel's thousands of reports would be written
+        before any other session's next message is read (the risk session's
+        mass status waited for all of them).
+        """
         loop = asyncio.get_running_loop()
+        written = 0
         try:
             while self._outq:
                 due, msg, store = self._outq[0]
                 wait = due - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
+                elif written and written % BURST_SLICE == 0:
+                    await asyncio.sleep(0)
                 self._outq.popleft()
+                written += 1
                 try:
                     await self._deliver(msg, store)
                 except Exception:

@@ -545,8 +545,13 @@ class Engine:
     def mass_cancel(
         self, account: str, session: str, symbol: str | None = None, text: str | None = None
     ) -> list[Report]:
-        """Cancel every working order of ``account`` (or of one symbol)."""
-        return [self._close(o, session, text) for o in self.working_orders(account, symbol)]
+        """Cancel every working order of ``account`` (or of one symbol).
+
+        Each report goes to the order's own session (and the drop copies), not
+        to ``session``, which asked: its answer is the OrderMassCancelReport
+        with every affected order (as venues do).
+        """
+        return [self._close(o, None, text) for o in self.working_orders(account, symbol)]
 
     def status_reports(
         self, account: str, session: str, req_id: str, symbol: str | None = None

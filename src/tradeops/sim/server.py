@@ -263,8 +263,12 @@ class SimServer:
             if a.spec.account == account and a.spec.role == SessionRole.DROP_COPY
         ]
 
-    async def _route(self, reports: list[Report]) -> None:
-        """Send each ExecutionReport to its recipients and the account's drop copies."""
+    async def _route(self, reports: list[Report], burst: bool = False) -> None:
+        """Send each ExecutionReport to its recipients and the account's drop copies.
+
+        ``burst``: queue them on each session's writer task (in order), so that
+        the other sessions are read while they go out (a mass cancel).
+        """
         for rep in reports:
             msg = fixapp.exec_report(rep)
             self.metrics.count(self.metrics.exec_reports, rep.account, rep.exec_type)
@@ -288,7 +292,7 @@ class SimServer:
             if not rep.status_only:
                 targets += [a for a in self._drop_copies(rep.account) if a not in targets]
             for acc in targets:
-                await acc.send_app(msg)
+                await acc.send_app(msg, queued=burst)
 
     def _next_report_id(self, prefix: str) -> str:
         self._report_n += 1
@@ -530,7 +534,7 @@ class SimServer:
         await acc.send_app(
             fixapp.mass_cancel_report(report_id, cl_ord_id, req_type, req_type, reports)
         )
-        await self._route(reports)
+        await self._route(reports, burst=True)
 
     async def _on_mass_status(self, acc: SessionAcceptor, msg: FIXMessage) -> None:
         req_id = fixapp.req(msg, FTag.MassStatusReqID)
