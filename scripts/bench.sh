@@ -7,4 +7,5 @@ scripts/quickfix-wheel.sh  # the reference client of the FIX benchmarks
 .venv/bin/python bench/bench_sim.py
 .venv/bin/python bench/bench_fix_engines.py  # after bench_sim: it quotes its round trips
 .venv/bin/python bench/bench_deploy.py
+.venv/bin/python bench/bench_killswitch.py
 ls -l bench/results/*.json

@@ -1,0 +1,56 @@
+"""make bench: the kill-switch agent's figures, in ``bench/results/killswitch.json``.
+
+Each figure is ``{p50, p99, max, n}`` (see the issue of the agent for the
+targets), measured on this machine in this run:
+
+* ``trip_to_halted_us``: a halt over the Unix socket until a separate strategy
+  process reads HALTED (``killswitch_trip.trips``), n = ``TRIPS``;
+* ``trip_to_halted_under_load_us``: the same with a CPU hog on every core;
+* ``agent_idle``: the idle agent's CPU share and RSS;
+* ``cancel_all_1000_ms``: the risk session's mass cancel until the venue
+  confirms zero of 1,000 resting orders over 50 symbols (``bench_risk_session``).
+
+Writes ``bench/results/killswitch.json``; every process it starts is stopped
+by its PID.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import bench_risk_session
+import killswitch_trip
+from common import write_result
+
+TRIPS = 10_000
+
+
+def main() -> int:
+    figures: dict = {}
+    figures["trip_to_halted_us"] = killswitch_trip.trips(TRIPS)
+    print("trip_to_halted_us", figures["trip_to_halted_us"], flush=True)
+    figures["trip_to_halted_under_load_us"] = killswitch_trip.trips(TRIPS, load=True)
+    print("trip_to_halted_under_load_us", figures["trip_to_halted_under_load_us"], flush=True)
+    figures["agent_idle"] = killswitch_trip.agent_idle()
+    print("agent_idle", figures["agent_idle"], flush=True)
+    risk = bench_risk_session.run()
+    figures["cancel_all_1000_ms"] = risk["cancel_all_1000_ms"]
+    figures["cancel_all_1000_strategy_connected_ms"] = risk["cancel_all_1000_strategy_connected_ms"]
+    print("cancel_all_1000_ms", figures["cancel_all_1000_ms"], flush=True)
+    figures["setup"] = {
+        "trip": "tradeops agent run subprocess; halt over a fresh Unix-socket connection; a"
+        " separate process spinning on TradingStateReader.current(); CLOCK_MONOTONIC both sides",
+        "cancel_all": risk["setup"],
+    }
+    path = write_result("killswitch", figures)
+    print(json.dumps(figures, indent=2, default=str))
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

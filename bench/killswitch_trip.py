@@ -1,0 +1,256 @@
+"""Trip to HALTED as a strategy sees it, and the agent's idle cost (parts of make bench).
+
+``trip_to_halted_us``: a real agent (``tradeops agent run``, a subprocess on a
+temporary root) and a separate observer process that maps the trading-state
+file as a strategy does (``TradingStateReader``) and spins on ``current()``.
+For each trial the benchmark takes ``time.monotonic_ns()``, connects to the
+agent's Unix socket and sends ``halt`` (a fresh connection, as ``tradeops
+agent halt`` makes); the observer writes the ``time.monotonic_ns()`` at which
+it first reads HALTED (CLOCK_MONOTONIC: one clock for every process of the
+host). Then a reset (who, why), and the observer reads ACTIVE again before
+the next trial.
+
+``trip_to_halted_under_load_us``: the same with a CPU hog (a busy Python
+loop) on every core, started and stopped by PID.
+
+``agent_idle``: the agent's CPU share (utime + stime from /proc over a
+window) and RSS while nobody talks to it; its liveness writer still beats.
+
+Bounded: ``n`` trials, each wait with a time limit; every process started
+here is stopped by its PID.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from tradeops.agent.client import AgentClient, checked  # noqa: E402
+from tradeops.agent.protocol import Command, encode_request  # noqa: E402
+from tradeops.tradingstate import TradingState  # noqa: E402
+
+PYTHON = sys.executable
+START_TIMEOUT_S = 20.0
+STEP_TIMEOUT_S = 5.0
+
+OBSERVER = r"""
+import os, sys, time
+from tradeops_client.tradingstate import TradingStateReader
+reader = TradingStateReader(sys.argv[1])
+out = int(sys.argv[2])
+deadline = time.monotonic() + float(sys.argv[3])
+last = reader.current()
+os.write(out, f"{last.value} {time.monotonic_ns()}\n".encode())
+i = 0
+while True:
+    state = reader.current()
+    if state is not last:
+        os.write(out, f"{state.value} {time.monotonic_ns()}\n".encode())
+        last = state
+    i += 1
+    if i & 0xFFFF == 0 and time.monotonic() > deadline:
+        break
+"""
+
+HOG = r"""
+import sys, time
+end = time.monotonic() + float(sys.argv[1])
+while time.monotonic() < end:
+    pass
+"""
+
+
+def summary_us(values_ns: list[int]) -> dict[str, Any]:
+    """{p50, p99, max, n} in microseconds."""
+    ordered = sorted(values_ns)
+    n = len(ordered)
+
+    def pct(p: float) -> float:
+        return round(ordered[min(n - 1, int(p * n))] / 1000, 1)
+
+    return {"p50": pct(0.50), "p99": pct(0.99), "max": round(ordered[-1] / 1000, 1), "n": n}
+
+
+@dataclass
+class AgentProc:
+    """A running ``tradeops agent run`` and its root."""
+
+    proc: subprocess.Popen[bytes]
+    root: Path
+
+    @property
+    def socket(self) -> Path:
+        return self.root / "run" / "agent.sock"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state" / "trading_state"
+
+
+def env() -> dict[str, str]:
+    out = dict(os.environ)
+    out["PYTHONPATH"] = str(REPO / "src") + os.pathsep + out.get("PYTHONPATH", "")
+    return out
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL, by PID."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+@contextlib.contextmanager
+def agent(tmp: Path) -> Iterator[AgentProc]:
+    """Start an agent on a fresh root under ``tmp``; stop it by PID on exit."""
+    root = tmp / "root"
+    (root / "state").mkdir(parents=True)
+    (root / "run").mkdir()
+    config = tmp / "agent.yml"
+    config.write_text(
+        f"format: 1\nroot: {root}\nunix:\n  allowed_uids: [{os.getuid()}]\n"
+        f"log: {tmp / 'agent.jsonl'}\n",
+        encoding="utf-8",
+    )
+    proc = subprocess.Popen(
+        [PYTHON, "-m", "tradeops.cli.main", "agent", "run", "--config", str(config)],
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=open(tmp / "agent.stderr", "wb"),  # noqa: SIM115 - closed with the process
+    )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        sock = root / "run" / "agent.sock"
+        while not sock.exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the agent did not start: {(tmp / 'agent.stderr').read_text()}")
+            time.sleep(0.05)
+        yield AgentProc(proc, root)
+    finally:
+        stop(proc)
+
+
+@contextlib.contextmanager
+def hogs(count: int, seconds: float) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` busy processes for at most ``seconds``; stopped by PID on exit."""
+    procs = [subprocess.Popen([PYTHON, "-c", HOG, str(seconds)]) for _ in range(count)]
+    try:
+        yield procs
+    finally:
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait(5)
+
+
+class Observer:
+    """The strategy stand-in: a process spinning on the trading-state file."""
+
+    def __init__(self, state_file: Path, seconds: float) -> None:
+        read_fd, write_fd = os.pipe()
+        self.proc = subprocess.Popen(
+            [PYTHON, "-c", OBSERVER, str(state_file), str(write_fd), str(seconds)],
+            env=env(),
+            pass_fds=(write_fd,),
+        )
+        os.close(write_fd)
+        self._fd = read_fd
+        self._buf = b""
+
+    def next(self, timeout_s: float = STEP_TIMEOUT_S) -> tuple[int, int]:
+        """The next (state value, monotonic_ns) the observer saw."""
+        deadline = time.monotonic() + timeout_s
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._fd], [], [], left)[0]:
+                raise TimeoutError("the observer saw no change")
+            chunk = os.read(self._fd, 4096)
+            if not chunk:
+                raise RuntimeError("the observer exited")
+            self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        state, stamp = line.split()
+        return int(state), int(stamp)
+
+    def close(self) -> None:
+        stop(self.proc)
+        os.close(self._fd)
+
+
+def trips(n: int, load: bool = False) -> dict[str, Any]:
+    """``n`` halts over the Unix socket, each timed until the observer reads HALTED."""
+    cores = os.cpu_count() or 1
+    budget_s = 60 + n * 0.05
+    with tempfile.TemporaryDirectory(prefix="bench-ks-") as tmpdir, agent(Path(tmpdir)) as ag:
+        client = AgentClient(socket_path=ag.socket, timeout_s=STEP_TIMEOUT_S)
+        checked(client.request(Command.RESET, who="bench", reason="start"))
+        observer = Observer(ag.state_file, budget_s)
+        samples: list[int] = []
+        try:
+            state, _ = observer.next()
+            if state != TradingState.ACTIVE:
+                raise RuntimeError(f"the observer starts in state {state}, not ACTIVE")
+            with hogs(cores if load else 0, budget_s):
+                for i in range(n):
+                    halt = encode_request(Command.HALT, who="bench", reason=f"trial {i}")
+                    reset = encode_request(Command.RESET, who="bench", reason=f"trial {i}")
+                    started = time.monotonic_ns()
+                    checked(client.send(halt))
+                    state, seen = observer.next()
+                    if state != TradingState.HALTED:
+                        raise RuntimeError(f"trial {i}: the observer read {state}, not HALTED")
+                    samples.append(seen - started)
+                    checked(client.send(reset))
+                    state, _ = observer.next()
+                    if state != TradingState.ACTIVE:
+                        raise RuntimeError(f"trial {i}: the observer read {state} after the reset")
+        finally:
+            observer.close()
+    figures = summary_us(samples)
+    figures["hogs"] = cores if load else 0
+    return figures
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+def agent_idle(window_s: float = 10.0) -> dict[str, Any]:
+    """CPU share and RSS of an idle agent (its liveness writer beating every 50 ms)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    with tempfile.TemporaryDirectory(prefix="bench-ks-idle-") as tmpdir, agent(Path(tmpdir)) as ag:
+        time.sleep(1.0)  # past the start-up
+        pid = ag.proc.pid
+        before, t0 = _cpu_ticks(pid), time.monotonic()
+        time.sleep(window_s)
+        after, t1 = _cpu_ticks(pid), time.monotonic()
+        return {
+            "cpu_percent_of_a_core": round(100 * (after - before) / hz / (t1 - t0), 2),
+            "rss_mib": _rss_mib(pid),
+            "window_s": window_s,
+        }
