@@ -36,6 +36,7 @@ from tradeops.brokers.base import (
     Side,
 )
 from tradeops.log import EventLog, open_log, utc_now_iso
+from tradeops_client.liveness import AgentLiveness
 from tradeops_client.tradingstate import Decision, TradingState, TradingStateReader, check_order
 from tradeops_refapp import faults, quoting
 from tradeops_refapp.config import RefAppConfig
@@ -99,6 +100,7 @@ class RefApp:
         self.session: BrokerSession | None = None
         self.store: SqlStore | None = None
         self.reader: TradingStateReader | None = None
+        self.liveness: AgentLiveness | None = None  # set when an agent is required
         self.http: HttpServer | None = None
         self.state_loaded = False
         self.logged_on = False
@@ -152,6 +154,10 @@ class RefApp:
         try:
             self._load_state()
             self.reader = TradingStateReader(self.cfg.trading_state_path)
+            if self.cfg.agent_liveness_path:
+                self.liveness = AgentLiveness(
+                    self.cfg.agent_liveness_path, self.cfg.agent_liveness_max_s
+                )
             self._observe_state()
             self.http = self._build_http()
             await self.http.start(self.cfg.http_bind, self.cfg.http_port)
@@ -248,6 +254,8 @@ class RefApp:
             await self.http.close()
         if self.reader is not None:
             self.reader.close()
+        if self.liveness is not None:
+            self.liveness.close()
         self._close_store()
         self.log.event("shutdown_done", working_orders_left=left, exit_code=self.exit_code)
 
@@ -476,8 +484,16 @@ class RefApp:
 
     # ----------------------------------------------------------------- orders
     def trading_state(self) -> TradingState:
-        """Return the host trading state now (HALTED when it cannot be read)."""
-        return self.reader.current() if self.reader is not None else TradingState.HALTED
+        """Return the host trading state now.
+
+        HALTED when it cannot be read, and when the kill-switch agent this host
+        requires (``agent_liveness.path``) has not beaten for ``max_age_s``.
+        """
+        if self.reader is None:
+            return TradingState.HALTED
+        if self.liveness is not None and not self.liveness.alive():
+            return TradingState.HALTED
+        return self.reader.current()
 
     def _observe_state(self) -> TradingState:
         state = self.trading_state()
@@ -491,10 +507,19 @@ class RefApp:
                 who=record.who if record else None,
                 reason=record.reason if record else None,
                 error=record.error if record else None,
+                agent=None if self.liveness is None else self._agent_health(),
             )
             self._last_state = state
             self.metrics.set_trading_state(state)
         return state
+
+    def _agent_health(self) -> str:
+        """``alive``, or why the agent counts as dead (for the log)."""
+        assert self.liveness is not None
+        if self.liveness.alive():
+            return "alive"
+        beat = self.liveness.beat()
+        return f"not alive: {beat.error or 'stopped or silent'}"
 
     def gate(
         self, symbol: str, side: Side, qty: Decimal, *, enforce_limit: bool = True

@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
     "db": "sqlite:///refapp.db",
     "http": {"bind": "127.0.0.1", "port": 8480},
     "trading_state_path": "/srv/tradeops/state/trading_state",
+    "agent_liveness": {"path": None, "max_age_s": 0.5},
     "marketdata_stale_s": 30.0,
     "shutdown_timeout_s": 10.0,
     "cancel_on_start": True,
@@ -151,6 +152,8 @@ class RefAppConfig:
     http_bind: str
     http_port: int
     trading_state_path: str
+    agent_liveness_path: str | None  # None: no kill-switch agent is required on this host
+    agent_liveness_max_s: float
     marketdata_stale_s: float
     shutdown_timeout_s: float
     cancel_on_start: bool
@@ -350,6 +353,9 @@ def validate(data: Any, path: str | None = None) -> RefAppConfig:
 
     if not isinstance(merged["cancel_on_start"], bool):
         raise ConfigError("cancel_on_start must be true or false")
+    liveness = merged["agent_liveness"]
+    if not isinstance(liveness, dict):
+        raise ConfigError("agent_liveness must be a mapping")
 
     return RefAppConfig(
         instance=_str(merged["instance"], "instance", _COMP_ID_RE),
@@ -362,6 +368,12 @@ def validate(data: Any, path: str | None = None) -> RefAppConfig:
         http_bind=bind,
         http_port=http_port,
         trading_state_path=_path(merged["trading_state_path"], "trading_state_path", base),
+        agent_liveness_path=(
+            _path(liveness["path"], "agent_liveness.path", base) if liveness["path"] else None
+        ),
+        agent_liveness_max_s=float(
+            _num(liveness["max_age_s"], "agent_liveness.max_age_s", positive=True)
+        ),
         marketdata_stale_s=float(
             _num(merged["marketdata_stale_s"], "marketdata_stale_s", positive=True)
         ),
@@ -424,6 +436,9 @@ http:
   bind: 127.0.0.1             # /healthz /readyz /metrics /status, POST /activate /standby
   port: 8480
 trading_state_path: /srv/tradeops/state/trading_state
+agent_liveness:               # the kill-switch agent's heartbeat file
+  path: null                  # e.g. /srv/tradeops/run/agent-liveness; null: no agent required
+  max_age_s: 0.5              # an agent silent longer than this: act as HALTED
 marketdata_stale_s: 30        # /readyz needs a quote per symbol this recent
 shutdown_timeout_s: 10        # SIGTERM: wait this long for cancel acks
 cancel_on_start: true         # cancel orders left open by a previous run

@@ -516,3 +516,45 @@ def test_rejected_quotes_back_off(tmp_path: Path) -> None:
         return h
 
     run(scenario())
+
+
+def test_a_required_agent_that_stops_beating_halts_the_strategy(tmp_path: Path) -> None:
+    # ACTIVE in the state file, but the kill-switch agent this host requires is silent:
+    # the strategy acts as HALTED (pulls its quotes, sends nothing) until it beats again.
+    from tradeops.agent.liveness import LivenessWriter
+
+    write_state(tmp_path / "trading_state", "ACTIVE")
+    beat_path = tmp_path / "agent-liveness"
+    writer = LivenessWriter(beat_path, interval_s=0.05)
+    writer.beat()
+    beating = True
+
+    async def beat() -> None:
+        for _ in range(2000):  # bounded: 100 s at most
+            if beating:
+                writer.beat()
+            await asyncio.sleep(0.05)
+
+    async def scenario() -> Harness:
+        nonlocal beating
+        over = {"agent_liveness": {"path": str(beat_path), "max_age_s": 0.3}}
+        async with Harness(tmp_path, **over) as h:
+            task = asyncio.create_task(beat())
+            try:
+                await until(lambda: len(h.venue.live) == 2, "quotes while the agent beats")
+                beating = False
+                await until(lambda: not h.venue.live, "quotes pulled once the agent is silent")
+                sent = len(h.venue.sent)
+                await asyncio.sleep(0.3)
+                assert len(h.venue.sent) == sent
+                beating = True
+                await until(lambda: len(h.venue.live) == 2, "quoting again once it beats")
+            finally:
+                task.cancel()
+        return h
+
+    h = run(scenario())
+    writer.close()
+    changes = [(r["state"], r["agent"]) for r in h.log.events("trading_state_change")]
+    assert [state for state, _ in changes] == ["ACTIVE", "HALTED", "ACTIVE"]
+    assert changes[1][1].startswith("not alive")

@@ -87,6 +87,8 @@ def test_contract_multipliers_default_to_one() -> None:
         ({"quoting": {"size": "ten"}}, "quoting.size must be a number"),
         ({"quoting": {"size": 2000}}, "quoting.size must not exceed limits.max_order_qty"),
         ({"quoting": 5}, "quoting must be a mapping"),
+        ({"agent_liveness": {"max_age_s": 0}}, "agent_liveness.max_age_s must be greater than 0"),
+        ({"agent_liveness": {"pth": "x"}}, "unknown key agent_liveness.pth"),
         ({"venue": {"port": 70000}}, "venue.port must be at most 65535"),
         ({"venue": {"port": "x"}}, "venue.port must be an integer"),
         ({"venue": {"sender_comp_id": ""}}, "venue.sender_comp_id must be a non-empty string"),
