@@ -522,10 +522,20 @@ class RefApp:
         return f"not alive: {beat.error or 'stopped or silent'}"
 
     def gate(
-        self, symbol: str, side: Side, qty: Decimal, *, enforce_limit: bool = True
+        self,
+        symbol: str,
+        side: Side,
+        qty: Decimal,
+        *,
+        enforce_limit: bool = True,
+        check_state: bool = True,
     ) -> Decision:
-        """Check an order before it goes out: host trading state, then position limit."""
-        state = self.trading_state()
+        """Check an order before it goes out: host trading state, then position limit.
+
+        ``check_state=False`` is the ``runaway`` fault with ``ignore_trading_state``
+        only (a code path that checks nothing, as Knight's did).
+        """
+        state = self.trading_state() if check_state else TradingState.ACTIVE
         pos = self.tracker.position(symbol).qty
         decision = check_order(
             state,
@@ -549,6 +559,7 @@ class RefApp:
         *,
         purpose: str = "quote",
         enforce_limit: bool = True,
+        check_state: bool = True,
     ) -> OrderRecord | None:
         """Check and send one limit order; return it, or None when refused or not sent."""
         if self.cfg.fault_mode == "slow" and self.cfg.fault.delay_ms:
@@ -556,7 +567,9 @@ class RefApp:
         session = self.session
         if session is None or not self.logged_on:
             return None
-        decision = self.gate(symbol, side, qty, enforce_limit=enforce_limit)
+        decision = self.gate(
+            symbol, side, qty, enforce_limit=enforce_limit, check_state=check_state
+        )
         if not decision.allowed:
             self.metrics.refusals.labels(decision.reason_code).inc()
             self.log.event(

@@ -68,6 +68,7 @@ DEFAULTS: dict[str, Any] = {
         "multiplier": 1000,
         "exit_code": 3,
         "max_orders": 0,
+        "ignore_trading_state": False,
     },
     "log_file": None,
 }
@@ -136,6 +137,7 @@ class FaultConfig:
     multiplier: Decimal
     exit_code: int
     max_orders: int
+    ignore_trading_state: bool  # runaway only: Knight's revived code path, no state check
 
 
 @dataclass(frozen=True)
@@ -349,7 +351,12 @@ def validate(data: Any, path: str | None = None) -> RefAppConfig:
         multiplier=_num(f["multiplier"], "fault.multiplier", positive=True),
         exit_code=_int(f["exit_code"], "fault.exit_code", minimum=1, maximum=255),
         max_orders=_int(f["max_orders"], "fault.max_orders", minimum=0),
+        ignore_trading_state=f["ignore_trading_state"],
     )
+    if not isinstance(fault.ignore_trading_state, bool):
+        raise ConfigError("fault.ignore_trading_state must be true or false")
+    if fault.ignore_trading_state and fault_mode != "runaway":
+        raise ConfigError("fault.ignore_trading_state applies to fault_mode runaway only")
 
     if not isinstance(merged["cancel_on_start"], bool):
         raise ConfigError("cancel_on_start must be true or false")
@@ -451,5 +458,6 @@ fault:
   multiplier: 1000
   exit_code: 3
   max_orders: 0               # 0: unbounded
+  ignore_trading_state: false # runaway only: skip the state check (Knight's dead code)
 log_file: null                # JSON lines; null: stderr
 """

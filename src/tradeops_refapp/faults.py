@@ -4,7 +4,9 @@
 
 - ``runaway``: instead of quoting, a storm of marketable buys that ignores fills
   and position limits (Knight's Power Peg) -- still subject to the host trading
-  state, which is what the kill switch is for.
+  state, unless ``fault.ignore_trading_state``: then it is Knight's revived dead
+  code, which checks nothing, and only something outside the process (the
+  kill-switch agent: its breakers, SIGSTOP, the mass cancel) can stop it.
 - ``crash``: exit with ``exit_code`` after ``after_s`` seconds or ``after_orders``
   orders, without any cleanup.
 - ``hang``: after ``after_s`` seconds block the event loop for good (``/healthz``
@@ -16,7 +18,7 @@
 - ``reject_storm``: instead of quoting, orders the venue rejects, ``rate_per_s``.
 
 Every order of every mode goes through ``RefApp.place``, so the trading-state
-check is never skipped.
+check is never skipped, except by ``runaway`` with ``ignore_trading_state``.
 """
 
 from __future__ import annotations
@@ -109,7 +111,13 @@ async def _runaway(app: RefApp) -> None:
         if price is None:
             continue
         order = await app.place(
-            symbol, Side.BUY, app.cfg.quoting.size, price, purpose="runaway", enforce_limit=False
+            symbol,
+            Side.BUY,
+            app.cfg.quoting.size,
+            price,
+            purpose="runaway",
+            enforce_limit=False,
+            check_state=not app.cfg.fault.ignore_trading_state,
         )
         if order is not None:
             sent += 1

@@ -29,7 +29,7 @@ from tradeops.brokers.base import (
 from tradeops.log import EventLog
 from tradeops.tradingstate import write_state
 from tradeops_refapp.app import RefApp
-from tradeops_refapp.config import validate
+from tradeops_refapp.config import ConfigError, validate
 
 D = Decimal
 
@@ -355,6 +355,38 @@ def test_runaway_is_still_stopped_by_the_state_check(tmp_path: Path) -> None:
         return h
 
     run(scenario())
+
+
+def test_a_runaway_that_ignores_the_trading_state_is_not_stopped_by_it(tmp_path: Path) -> None:
+    # Knight's revived dead code: the state file says HALTED and orders still go out;
+    # only something outside the process (the kill-switch agent) can stop it.
+    state = tmp_path / "trading_state"
+    write_state(state, "ACTIVE")
+    fault = {"rate_per_s": 200, "max_orders": 0, "ignore_trading_state": True}
+
+    async def scenario() -> Harness:
+        async with Harness(tmp_path, fault_mode="runaway", fault=fault) as h:
+            await until(lambda: len(h.venue.sent) >= 4, "storm")
+            write_state(state, "HALTED")
+            sent = len(h.venue.sent)
+            await until(lambda: len(h.venue.sent) >= sent + 4, "storm while HALTED")
+            assert not h.log.events("state_refused")
+        return h
+
+    run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [("crash", "applies to fault_mode runaway only"), ("runaway", None)],
+)
+def test_ignore_trading_state_is_for_the_runaway_only(tmp_path: Path, mode, message) -> None:
+    fault = {"ignore_trading_state": True}
+    if message is None:
+        assert make_cfg(tmp_path, fault_mode=mode, fault=fault).fault.ignore_trading_state
+        return
+    with pytest.raises(ConfigError, match=message):
+        make_cfg(tmp_path, fault_mode=mode, fault=fault)
 
 
 def test_standby_then_activate_then_standby(tmp_path: Path) -> None:
