@@ -30,6 +30,7 @@ import json
 import random
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -62,6 +63,8 @@ from tradeops.agent.protocol import (
     parse_response,
     refusal,
 )
+
+pytestmark = pytest.mark.volume  # run once, not again on the newest core
 
 INPUTS = 100_000  # per entry point, at least
 EXAMPLES = 200

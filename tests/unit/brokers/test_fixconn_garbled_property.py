@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
+import pytest
+
 from tests.unit.brokers.rawfix import WAIT_S, Events, RawFixPeer, log_on, make_session
 from tests.unit.brokers.sessionkit import (
     PROPERTY_MAX_FRAME,
@@ -22,6 +24,8 @@ from tests.unit.brokers.sessionkit import (
     run_garble_property,
 )
 from tradeops.log import EventLog
+
+pytestmark = pytest.mark.volume  # run once, not again on the newest core
 
 
 @contextlib.asynccontextmanager

@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+import pytest
+
 from tests.unit.brokers.rawfix import dial
 from tests.unit.brokers.sessionkit import (
     CLIENT,
@@ -24,6 +26,8 @@ from tests.unit.brokers.sessionkit import (
 from tradeops.log import EventLog
 from tradeops.sim.config import parse_config
 from tradeops.sim.server import SimServer
+
+pytestmark = pytest.mark.volume  # run once, not again on the newest core
 
 
 @contextlib.asynccontextmanager
