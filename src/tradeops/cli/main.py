@@ -63,6 +63,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {
     "agent": Subcommand("tradeops.agent.cli"),
     "release": Subcommand("tradeops.releases.cli"),
     "reset": Subcommand("tradeops.cli.trading_state"),
+    "kill": Subcommand("tradeops.agent.killcli"),
     "fleet": Subcommand("tradeops.testing.fleet_cli", extra="staging"),
 }
 
