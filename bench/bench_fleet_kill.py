@@ -88,7 +88,8 @@ def trials(run: Any, label: str) -> dict[str, list[float]]:
     return {"total": totals, "hosts": hosts, "status": statuses}
 
 
-def main() -> int:
+def run() -> dict[str, Any]:
+    """The figures of a fleet kill on the 8-host loopback fleet (started and stopped here)."""
     state = Path(tempfile.mkdtemp(prefix="tob-fk-", dir="/tmp"))
     first = find_free_first_address(SIZE, DEFAULT_PORT)
     fleet = Fleet(state, SIZE, name="fk", first_address=first)
@@ -134,14 +135,19 @@ def main() -> int:
             "hosts": SIZE,
             "warmup": WARMUP,
         }
-        path = write_result("fleet_kill", figures)
-        print(json.dumps(figures, indent=2))
-        print(f"bench: wrote {path}")
     finally:
         if agents is not None:
             agents.stop()
         fleet.down()
         shutil.rmtree(state, ignore_errors=True)
+    return figures
+
+
+def main() -> int:
+    figures = run()
+    path = write_result("fleet_kill", figures)
+    print(json.dumps(figures, indent=2))
+    print(f"bench: wrote {path}")
     return 0
 
 

@@ -8,7 +8,10 @@ targets), measured on this machine in this run:
 * ``trip_to_halted_under_load_us``: the same with a CPU hog on every core;
 * ``agent_idle``: the idle agent's CPU share and RSS;
 * ``cancel_all_1000_ms``: the risk session's mass cancel until the venue
-  confirms zero of 1,000 resting orders over 50 symbols (``bench_risk_session``).
+  confirms zero of 1,000 resting orders over 50 symbols (``bench_risk_session``);
+* ``fleet_kill_8_hosts_ms`` and ``fleet_kill_8_hosts_ssh_ms``: ``tradeops kill``
+  on the 8-host loopback fleet, over TCP and over a warm SSH pool
+  (``bench_fleet_kill``).
 
 Writes ``bench/results/killswitch.json``; every process it starts is stopped
 by its PID.
@@ -22,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_fleet_kill
 import bench_risk_session
 import killswitch_trip
 from common import write_result
@@ -41,6 +45,13 @@ def main() -> int:
     figures["cancel_all_1000_ms"] = risk["cancel_all_1000_ms"]
     figures["cancel_all_1000_strategy_connected_ms"] = risk["cancel_all_1000_strategy_connected_ms"]
     print("cancel_all_1000_ms", figures["cancel_all_1000_ms"], flush=True)
+    fleet = bench_fleet_kill.run()
+    for name in ("fleet_kill_8_hosts_ms", "fleet_kill_8_hosts_ssh_ms"):
+        figures[name] = fleet[name]
+    figures["fleet_kill_detail"] = {
+        k: v for k, v in fleet.items() if not k.startswith("fleet_kill_8")
+    }
+    print("fleet_kill_8_hosts_ms", figures["fleet_kill_8_hosts_ms"], flush=True)
     figures["setup"] = {
         "trip": "tradeops agent run subprocess; halt over a fresh Unix-socket connection; a"
         " separate process spinning on TradingStateReader.current(); CLOCK_MONOTONIC both sides",
