@@ -112,7 +112,8 @@ def _cmd_command(args: argparse.Namespace) -> int:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from tradeops.agent.server import StartupError, run
+    from tradeops.agent.assembly import run
+    from tradeops.agent.server import StartupError
 
     try:
         config = load_config(args.config)

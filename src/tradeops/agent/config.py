@@ -18,6 +18,30 @@ Example (every key but ``format`` and ``root`` may be left out)::
     replay_window_s: 5
     limits: {max_clients: 64, idle_timeout_s: 30, max_errors_per_connection: 8}
     log: /srv/tradeops/shared/log/agent.jsonl  # default: stderr
+    # The assembly sections (all optional; parsed in ``sections.py``):
+    risk:                                    # the warm FIX risk session
+      host: 127.0.0.1
+      port: 9880
+      sender_comp_id: ACC1_RISK
+      target_comp_id: SIM
+      account: ACC1
+      heartbeat_s: 30                        # also reconnect_s, store_dir
+      cancel_timeout_s: 5                    # also connect_timeout_s, mass_cancel,
+                                             # per_order_rounds, flatten_timeout_s,
+                                             # collar_ticks, default_tick
+    drop_copy: {host: 127.0.0.1, port: 9879, sender_comp_id: ACC1_DC,
+                target_comp_id: SIM, account: ACC1, heartbeat_s: 1}
+    market_data: {symbols: [ESZ5]}           # subscribed on the risk session
+    breakers:                                # needs drop_copy
+      file: /srv/tradeops/shared/breakers.yml  # or config: {version: 1, ...} inline
+      error_log: /srv/tradeops/shared/log/strategy.err  # counted by error_burst
+    enforcement:
+      processes: [{program: strategy-blue, manager: supervisord}]  # systemd; pidfile+pidfile:
+      on_halt: stop                          # stop | pause | none
+      kill_after_s: 5
+      flatten_on_halt: false
+    metrics: {listen: "127.0.0.1:9301"}      # Prometheus text on /metrics
+    notify: {urls_file: /srv/tradeops/shared/secrets/agent-notify.urls}  # mode 0600
 
 A key nobody declared, a value of the wrong type or out of range, is refused
 with ``ConfigError`` naming the key: a typo in a kill switch's config must
@@ -33,16 +57,22 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from tradeops.agent.protocol import DEFAULT_WINDOW_S
 from tradeops.releases.layout import Layout
 
+if TYPE_CHECKING:
+    from tradeops.agent.sections import Sections
+
 CONFIG_FORMAT = 1
 DEFAULT_SOCKET = "run/agent.sock"
 DEFAULT_LIVENESS = "run/agent-liveness"
+SECTION_KEYS = frozenset(
+    {"risk", "drop_copy", "market_data", "breakers", "enforcement", "metrics", "notify"}
+)
 
 
 class ConfigError(ValueError):
@@ -97,6 +127,7 @@ class AgentConfig:
     replay_window_s: float = DEFAULT_WINDOW_S
     limits: Limits = field(default_factory=Limits)
     log: Path | None = None
+    sections: Sections | None = None  # risk, drop copy, breakers, ... (None: none of them)
 
     @property
     def layout(self) -> Layout:
@@ -179,7 +210,8 @@ def parse_config(data: object, source: str = "config") -> AgentConfig:
     top = _section(
         data,
         source,
-        {"format", "root", "unix", "tcp", "liveness", "replay_window_s", "limits", "log"},
+        {"format", "root", "unix", "tcp", "liveness", "replay_window_s", "limits", "log"}
+        | SECTION_KEYS,
         {"format", "root"},
     )
     if top["format"] != CONFIG_FORMAT or isinstance(top["format"], bool):
@@ -228,6 +260,11 @@ def parse_config(data: object, source: str = "config") -> AgentConfig:
         _int(lim.get("read_size", 4096), f"{source}: limits.read_size", 64, 65536),
     )
     log = top.get("log")
+    sections = None
+    if SECTION_KEYS & set(top):
+        from tradeops.agent.sections import parse_sections
+
+        sections = parse_sections(top, source)
     return AgentConfig(
         root=root,
         unix=unix,
@@ -238,6 +275,7 @@ def parse_config(data: object, source: str = "config") -> AgentConfig:
         ),
         limits=limits,
         log=None if log is None else _path(log, f"{source}: log"),
+        sections=sections,
     )
 
 

@@ -17,6 +17,8 @@ name a rule uses is exported here. Renaming one is a breaking change.
   reported for the account (-1 before the first report).
 * ``tradeops_agent_heartbeat_timestamp_seconds``: when the agent last wrote its
   liveness file (Unix time).
+* ``tradeops_agent_enforcement_steps_total{step,ok}``: the halt sequence's steps
+  (freeze, cancel_all, stop, confirm, flatten, notify) and their outcome.
 """
 
 from __future__ import annotations
@@ -88,6 +90,12 @@ class AgentMetrics:
         self.heartbeat_timestamp = Gauge(
             "tradeops_agent_heartbeat_timestamp_seconds",
             "When the agent last wrote its liveness file",
+            registry=r,
+        )
+        self.enforcement_steps = Counter(
+            "tradeops_agent_enforcement_steps",
+            "Steps of the halt sequence, by step and outcome",
+            ["step", "ok"],
             registry=r,
         )
         self.venue_working_orders.set(-1)

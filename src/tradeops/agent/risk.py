@@ -123,6 +123,9 @@ class RiskSession:
             self.config, self._on_event, log=self.log, reset_on_logon=reset_on_logon
         )
         self.quotes: dict[str, Quote] = {}
+        # Called with every event after the session's own handling (the agent's breakers
+        # read quotes and session status from here); a listener must not block or raise.
+        self.listeners: list[Callable[[BrokerEvent], None]] = []
         self._ids = itertools.count(1)
         self._id_base = f"{id_prefix}{time.time_ns() // 1_000_000:x}"
         self._lock = asyncio.Lock()
@@ -226,6 +229,14 @@ class RiskSession:
 
     # ------------------------------------------------------------------ events
     def _on_event(self, event: BrokerEvent) -> None:
+        self._handle(event)
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception as exc:  # a listener must never break the risk session
+                self.log.event("risk_listener_failed", error=f"{type(exc).__name__}: {exc}")
+
+    def _handle(self, event: BrokerEvent) -> None:
         if isinstance(event, Execution):
             self._on_execution(event)
         elif isinstance(event, MassCancelReport):

@@ -44,6 +44,7 @@ from tradeops.agent.auth import (
     peer_credentials,
 )
 from tradeops.agent.config import AgentConfig, UnixConfig
+from tradeops.agent.hooks import Hooks, NoHooks
 from tradeops.agent.liveness import LivenessWriter
 from tradeops.agent.protocol import (
     Command,
@@ -64,7 +65,7 @@ from tradeops.agent.protocol import (
     show,
 )
 from tradeops.agent.reasons import Reason
-from tradeops.agent.state import Refused, StateMachine
+from tradeops.agent.state import Refused, StateMachine, Transition
 from tradeops.auditlog import append_audit
 from tradeops.log import EventLog, open_log
 from tradeops.tradingstate import TradingState
@@ -197,10 +198,12 @@ class Agent:
         holding: Callable[[], Iterable[Reason]] | None = None,
         log: EventLog | None = None,
         clock: Callable[[], float] = time.time,
+        hooks: Hooks | None = None,
     ) -> None:
         self.config = config
         self.enforcer: Enforcer = enforcer or NoEnforcer()
-        self.holding = holding or (lambda: ())
+        self.hooks: Hooks = hooks or NoHooks()
+        self.holding = holding or self.hooks.holding
         self.log = log or (open_log("agent", str(config.log)) if config.log else EventLog("agent"))
         self.clock = clock
         self.keys = KeyRing.load(config.tcp.keys) if config.tcp else KeyRing()
@@ -231,18 +234,25 @@ class Agent:
         return dict(self._heartbeats)
 
     # ----------------------------------------------------------- dispatch
+    def trip(
+        self, target: TradingState, reason: Reason, who: str, why: str, source: str = "command"
+    ) -> Transition:
+        """Tighten the state (published at once), then hand the transition to the hooks."""
+        transition = self.machine.trip(target, reason, who, why)
+        if transition.changed:
+            self.hooks.tripped(transition, source)
+        return transition
+
     async def dispatch(self, request: Request) -> Mapping[str, Any]:
         """Carry out one authenticated request; raise ``Refused`` to decline it."""
         machine, args = self.machine, request.args
         if request.cmd is Command.HALT:
             assert isinstance(args, HaltArgs)
-            trip = machine.trip(TradingState.HALTED, args.reason_code, request.who, request.reason)
+            trip = self.trip(TradingState.HALTED, args.reason_code, request.who, request.reason)
             return trip.as_dict()
         if request.cmd is Command.REDUCE:
             assert isinstance(args, ReduceArgs)
-            trip = machine.trip(
-                TradingState.REDUCING, args.reason_code, request.who, request.reason
-            )
+            trip = self.trip(TradingState.REDUCING, args.reason_code, request.who, request.reason)
             return trip.as_dict()
         if request.cmd is Command.RESET:
             assert isinstance(args, ResetArgs)
@@ -254,7 +264,8 @@ class Agent:
                 force=args.force,
                 scope=args.scope,
             )
-            return done.as_dict()
+            extra = self.hooks.reset_done(done, args.force) if done.changed else {}
+            return {**done.as_dict(), **extra}
         if request.cmd is Command.STATUS:
             return self.status()
         if request.cmd is Command.CANCEL_ALL:
@@ -266,6 +277,7 @@ class Agent:
             if args.strategy not in self._heartbeats and len(self._heartbeats) >= MAX_STRATEGIES:
                 raise Refused(f"at most {MAX_STRATEGIES} strategies send heartbeats to one agent")
             self._heartbeats[args.strategy] = time.monotonic_ns()
+            self.hooks.heartbeat(args.strategy)
             return {"strategy": args.strategy, "state": machine.snapshot.state.name}
         raise Refused(f"{request.cmd.value} is not carried out by this agent")  # pragma: no cover
 
@@ -281,6 +293,7 @@ class Agent:
                 "tcp": f"{self.tcp_address[0]}:{self.tcp_address[1]}" if self.tcp_address else None,
             },
             "heartbeats": {k: round((now - v) / 1e9, 3) for k, v in self._heartbeats.items()},
+            **self.hooks.status(),
         }
 
     async def execute(self, verified: Verified, peer: Peer) -> Response:
@@ -317,9 +330,11 @@ class Agent:
             fields["ts"] = request.ts
         if event != "command" or request.cmd in AUDITED:
             self._audit(event, **fields)
+        elapsed_ns = time.perf_counter_ns() - started
         if request.cmd is not Command.HEARTBEAT or not response.ok:
-            elapsed = (time.perf_counter_ns() - started) // 1000
-            self.log.event(event, **fields, latency_us=elapsed)
+            self.log.event(event, **fields, latency_us=elapsed_ns // 1000)
+        code = response.error.code.value if response.error is not None else None
+        self.hooks.command_done(request.cmd.value, peer.listener, elapsed_ns / 1e9, code)
         return response
 
     def refuse(self, peer: Peer, error: ProtocolError, frame: bytes | None) -> Response:
@@ -331,6 +346,7 @@ class Agent:
             fields["excerpt"] = excerpt(frame)
         self._audit("refused", **fields)
         self.log.event("refused", **fields)
+        self.hooks.refused(error.code.value, peer.listener)
         return refusal(error)
 
     def _audit(self, event: str, **fields: Any) -> None:
@@ -443,6 +459,7 @@ class Agent:
         interval = self.config.liveness.interval_s
         while True:
             writer.beat()
+            self.hooks.beat(time.time())
             await asyncio.sleep(interval)
 
     def stop(self) -> None:
@@ -491,10 +508,13 @@ class Agent:
                 key_ids=sorted(self.keys),
                 state=self.machine.snapshot.state.name,
             )
+            await self.hooks.start(self)
             if ready is not None:
                 ready()
             await self._stop.wait()
         finally:
+            with contextlib.suppress(Exception):
+                await self.hooks.stop()
             for server in servers:
                 server.close()
             for writer in list(self._writers):

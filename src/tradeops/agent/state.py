@@ -16,6 +16,10 @@ Three states, strictest last: ACTIVE < REDUCING < HALTED.
   trading-state file may be stricter: a crash between the two writes, or a
   halt by the CLI while the agent was down). A file it cannot read makes it
   HALTED (fail closed). A new host starts HALTED.
+* Before each trip and reset the trading-state file is read again, and a
+  stricter state written there behind the agent's back (the CLI's fallback
+  halt while the agent was hung) is adopted first: a later, looser
+  transition never overwrites it.
 """
 
 from __future__ import annotations
@@ -124,6 +128,7 @@ class StateMachine:
         self.agent_path = self.root / AGENT_STATE
         self.trading_path = self.root / TRADING_STATE
         self.audit_path = self.root / AUDIT_LOG
+        self.adopted_at_start = False  # the start adopted a stricter trading-state file
         self.snapshot = self._load()
 
     # ------------------------------------------------------------- loading
@@ -144,6 +149,7 @@ class StateMachine:
         if record is not None and (saved is None or record.state > saved.state):
             # The trading-state file is stricter: a trip written before the agent's own
             # file, or a halt by the CLI while the agent was down. Adopt it.
+            self.adopted_at_start = True
             reason = Reason.parse(record.reason) or Reason.MANUAL
             snap = Snapshot(record.state, (reason,) if record.state > TradingState.ACTIVE else (),
                             record.who or "unknown", f"adopted from {self.trading_path}",
@@ -179,6 +185,28 @@ class StateMachine:
         except (KeyError, ValueError, TypeError, AttributeError) as exc:
             problems.append(f"{self.agent_path}: {type(exc).__name__}: {exc}")
             return None
+
+    def adopt_external(self) -> bool:
+        """Adopt a stricter state written to the trading-state file behind our back.
+
+        True when it did (audited ``adopt``). An unreadable file is left to the
+        next write, which replaces it.
+        """
+        if not self.trading_path.exists():
+            return False
+        record = read_state(self.trading_path)
+        if record.error or record.state <= self.snapshot.state:
+            return False
+        reason = Reason.parse(record.reason) or Reason.MANUAL
+        before = self.snapshot
+        reasons = before.reasons if reason in before.reasons else (*before.reasons, reason)
+        snap = Snapshot(record.state, reasons, record.who or "unknown",
+                        f"adopted from {self.trading_path}", self.clock(),
+                        record.generation)  # fmt: skip
+        self._write_agent_state(snap)
+        self._audit("adopt", snap, before=before.state.name, adopted=record.as_dict())
+        self.snapshot = snap
+        return True
 
     # ---------------------------------------------------------- persisting
     def _persist(
@@ -225,18 +253,20 @@ class StateMachine:
         """Tighten to ``target`` (REDUCING or HALTED); never refused."""
         if target is TradingState.ACTIVE:
             raise Refused("a trip goes to REDUCING or HALTED; use reset to loosen")
+        prior = self.snapshot
+        self.adopt_external()
         before = self.snapshot
         state = max(before.state, target)
         reasons = before.reasons if reason in before.reasons else (*before.reasons, reason)
         if state == before.state and reasons == before.reasons:
             self._audit("trip-again", before, reason=reason.value, by=who, because=why)
-            return Transition(before, before, changed=False)
+            return Transition(prior, before, changed=prior != before)
         after = Snapshot(state, reasons, who or "agent", why, self.clock(), before.generation)
         after = self._persist(
             after, "trip", tighten=True, requested=target.name, reason=reason.value
         )
         self.snapshot = after
-        return Transition(before, after, changed=True)
+        return Transition(prior, after, changed=True)
 
     def reset(
         self,
@@ -249,6 +279,7 @@ class StateMachine:
     ) -> Transition:
         """Loosen to ``target``; refused while a tripping condition in ``holding`` holds."""
         who, why = _who_why(who, why, "reset")
+        self.adopt_external()
         before = self.snapshot
         if target > before.state:
             raise Refused(f"reset loosens; {before.state.name} -> {target.name} is a trip")

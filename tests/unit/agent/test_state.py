@@ -105,6 +105,36 @@ def test_a_halt_written_by_the_cli_while_the_agent_was_down_is_adopted(tmp_path:
     assert saved["state"] == "HALTED"
 
 
+def test_a_halt_written_behind_a_running_agent_is_never_loosened_by_its_next_trip(
+    tmp_path: Path,
+) -> None:
+    machine = _active(tmp_path)
+    machine.trip(REDUCING, Reason.DRAWDOWN, "agent:breaker", "drawdown")
+    # The agent hangs; the CLI's fallback halt writes the file behind its back.
+    write_state(tmp_path / TRADING_STATE, HALTED, reason="AGENT_DOWN", who="oncall")
+    trip = machine.trip(REDUCING, Reason.MSG_RATE, "agent:breaker", "msg rate")
+    assert trip.changed
+    assert trip.before.state is REDUCING
+    assert trip.after.state is HALTED
+    assert trip.after.reasons == (Reason.DRAWDOWN, Reason.AGENT_DOWN, Reason.MSG_RATE)
+    assert read_state(tmp_path / TRADING_STATE).state is HALTED
+    assert any(r["event"] == "adopt" for r in _audit(tmp_path))
+    # A reset to REDUCING now loosens from HALTED (it is no longer a no-op).
+    done = machine.reset(REDUCING, "alice", "checked", force=True)
+    assert done.changed
+    assert done.before.state is HALTED
+    assert read_state(tmp_path / TRADING_STATE).state is REDUCING
+
+
+def test_a_reset_adopts_a_halt_written_behind_the_agent_first(tmp_path: Path) -> None:
+    machine = _active(tmp_path)
+    write_state(tmp_path / TRADING_STATE, HALTED, reason="AGENT_DOWN", who="oncall")
+    done = machine.reset(ACTIVE, "alice", "no-op reset")
+    assert done.changed
+    assert done.before.state is HALTED
+    assert Reason.AGENT_DOWN in done.cleared
+
+
 def test_the_agent_file_stricter_than_the_trading_file_is_written_again(tmp_path: Path) -> None:
     machine = _active(tmp_path)
     machine.trip(HALTED, Reason.MANUAL, "bob", "stop")

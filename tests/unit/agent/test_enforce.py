@@ -1,0 +1,86 @@
+"""The halt sequence without a venue: freeze, stop, SIGKILL; each step reported."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tradeops.agent.enforce import Enforcement
+from tradeops.agent.metrics import AgentMetrics
+from tradeops.agent.procs import Pid, PidfileManager, start_time
+from tradeops.agent.sections import EnforcementConfig, OnHalt, ProcessConfig
+from tradeops.log import EventLog
+
+# Ignores SIGTERM once running: only a frozen-then-killed path ends it quickly.
+STUBBORN = "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\ntime.sleep(60)\n"
+
+
+def _child(tmp_path: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    proc = subprocess.Popen([sys.executable, "-c", STUBBORN])
+    pidfile = tmp_path / "p.pid"
+    pidfile.write_text(str(proc.pid))
+    return proc, pidfile
+
+
+def _enforcement(tmp_path: Path, pidfile: Path, on_halt: OnHalt) -> tuple[Enforcement, list[Any]]:
+    audit: list[Any] = []
+    config = EnforcementConfig(
+        (ProcessConfig("p", "pidfile", pidfile),), on_halt=on_halt, kill_after_s=0.3
+    )
+    enforcement = Enforcement(
+        config, tmp_path, enforcer=None, notifier=None, metrics=AgentMetrics(),
+        log=EventLog("agent", io.StringIO()), audit=lambda event, **f: audit.append((event, f)),
+    )  # fmt: skip
+    return enforcement, audit
+
+
+def test_stop_freezes_then_kills_and_says_nothing_was_cancelled(tmp_path: Path) -> None:
+    proc, pidfile = _child(tmp_path)
+    try:
+        enforcement, audit = _enforcement(tmp_path, pidfile, OnHalt.STOP)
+        report = asyncio.run(enforcement.run("test", "drill"))
+        assert proc.wait(10) == -signal.SIGKILL
+    finally:
+        proc.kill()
+        proc.wait(10)
+    steps = {s.name: s for s in report.steps}
+    assert list(steps) == ["freeze", "cancel_all", "stop", "confirm", "notify"]
+    assert f"SIGSTOP {proc.pid}" in steps["freeze"].detail
+    assert steps["stop"].ok
+    assert not steps["cancel_all"].ok  # no risk session: never reported clean
+    assert "no risk session" in steps["cancel_all"].detail
+    assert not report.ok
+    assert [e for e, _ in audit].count("enforce_step") == 5
+
+
+def test_pause_leaves_the_process_frozen(tmp_path: Path) -> None:
+    proc, pidfile = _child(tmp_path)
+    try:
+        enforcement, _audit = _enforcement(tmp_path, pidfile, OnHalt.PAUSE)
+        report = asyncio.run(enforcement.run("test", "drill"))
+        assert [s.name for s in report.steps] == ["freeze", "cancel_all", "notify"]
+        state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        assert state == "T"
+        assert proc.poll() is None
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_a_pid_is_not_alive_once_a_zombie_or_reused(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    pid = Pid("p", proc.pid, start_time(proc.pid))
+    for _attempt in range(200):
+        if not pid.alive():
+            break
+        time.sleep(0.02)
+    assert not pid.alive()  # exited, not yet reaped: a zombie is not alive
+    proc.wait(10)
+    assert not Pid("p", proc.pid, 12345).signal(signal.SIGKILL)
+    assert PidfileManager(tmp_path / "missing.pid").state("p").pid is None
