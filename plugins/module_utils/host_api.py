@@ -11,8 +11,8 @@ when the two sides disagree.
 
 from __future__ import annotations
 
-HOST_API_VERSION = 3
-LIBRARY_VERSION = "0.3.0"
+HOST_API_VERSION = 4
+LIBRARY_VERSION = "0.4.0"
 NEEDED = "the collection needs tradeops %s (host API %s)" % (LIBRARY_VERSION, HOST_API_VERSION)
 
 

@@ -135,3 +135,26 @@ CUTOVER = {
     },
     "required_by": {"definition": "name", "status_url": "name", "config_sha256": "status_url"},
 }
+
+KILLSWITCH = {
+    "argument_spec": {
+        "root": {"type": "path", "default": "/srv/tradeops"},
+        "state": {
+            "type": "str",
+            "default": "status",
+            "choices": ["halted", "reducing", "active", "status"],
+        },
+        "who": {"type": "str"},
+        "reason": {"type": "str"},
+        "reason_code": {"type": "str", "default": "MANUAL"},
+        "force": {"type": "bool", "default": False},
+        "socket": {"type": "path"},
+        "timeout": {"type": "float", "default": 2.0},
+        "liveness_max_age": {"type": "float", "default": 1.0},
+    },
+    "required_if": [
+        ("state", "halted", ["who", "reason"]),
+        ("state", "reducing", ["who", "reason"]),
+        ("state", "active", ["who", "reason"]),
+    ],
+}

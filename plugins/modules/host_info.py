@@ -159,7 +159,7 @@ host_library:
   description: The tradeops library that answered, and the host API it speaks.
   returned: always
   type: dict
-  sample: {version: 0.3.0, api: 3, oldest_api: 2}
+  sample: {version: 0.4.0, api: 4, oldest_api: 2}
 running:
   description:
     - What the running process reported on O(status_url), with C(release_id), C(version),

@@ -1,3 +1,3 @@
 """tradeops: domain logic behind the tradeops.algo Ansible collection."""
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"

@@ -13,6 +13,7 @@ MODULES = (
     "tradeops.algo.deploy_audit",
     "tradeops.algo.deploy_lock",
     "tradeops.algo.host_info",
+    "tradeops.algo.killswitch",
     "tradeops.algo.release",
     "tradeops.algo.release_plan",
     "tradeops.algo.strategy",

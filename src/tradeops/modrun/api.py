@@ -27,10 +27,10 @@ from typing import Any, Protocol, TypeVar
 
 from tradeops import __version__
 
-API_VERSION = 3
+API_VERSION = 4
 OLDEST_API_VERSION = 2
 # Imported on demand: a call pays only for its own module's imports.
-HANDLERS = frozenset({"cutover", "deploy_lock", "host_info", "release", "strategy"})
+HANDLERS = frozenset({"cutover", "deploy_lock", "host_info", "killswitch", "release", "strategy"})
 UPGRADE_HINT = (
     "run the tradeops.algo.host role so that the host has the library the collection needs"
 )

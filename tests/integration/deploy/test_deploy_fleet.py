@@ -18,7 +18,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+import tradeops
 from tests.integration.ansible_run import REPO, run_playbook
+from tradeops.modrun.api import API_VERSION
 from tradeops.releases.artifact import build_artifact
 from tradeops.releases.releaselog import ReleaseLog
 
@@ -646,7 +648,8 @@ def test_a_host_with_an_older_library_is_refused_before_anything_is_staged(stage
     assert "HOST LIBRARY MISMATCH: nothing was locked or staged on any host" in output
     assert (
         f"{host.name}: its library is tradeops 0.1.0 (host API none: it predates the "
-        "versioned host API); the collection needs tradeops 0.3.0 (host API 3)"
+        f"versioned host API); the collection needs tradeops {tradeops.__version__} (host API "
+        f"{API_VERSION})"
     ) in output, output[-4000:]
     other = [h.name for h in fleet.hosts if h.name != host.name]
     assert all(f"{name}: its library" not in output for name in other)

@@ -22,6 +22,7 @@ SPECS = {
     "host_info": specs.HOST_INFO,
     "release": specs.RELEASE,
     "strategy": specs.STRATEGY,
+    "killswitch": specs.KILLSWITCH,
 }
 
 

@@ -15,11 +15,17 @@ from tradeops.modrun.__main__ import HANDLERS
 from tradeops.modrun.api import API_VERSION
 from tradeops.releases.layout import Layout
 
-from .conftest import host_info_params, modrun_answer, run_modrun
+from .conftest import REPO, host_info_params, modrun_answer, run_modrun
 
 
 def test_the_handlers_are_the_collection_modules() -> None:
-    assert frozenset({"cutover", "deploy_lock", "host_info", "release", "strategy"}) == HANDLERS
+    assert (
+        frozenset({"cutover", "deploy_lock", "host_info", "killswitch", "release", "strategy"})
+        == HANDLERS
+    )
+    modules = REPO / "plugins" / "modules"
+    run_by_modrun = {p.stem for p in modules.glob("*.py") if "run_handler(" in p.read_text()}
+    assert run_by_modrun == HANDLERS
 
 
 @pytest.mark.parametrize("name", [None, "", "copy", "HOST_INFO", "__main__", "modrun"])
