@@ -112,15 +112,17 @@ def write_state(
 
 def publish_in_place(
     path: str | os.PathLike[str], state: TradingState, reason: str = "", who: str = ""
-) -> bool:
+) -> StateRecord | None:
     """Overwrite the live file's record in place, so that a trip is seen at once.
 
     Every strategy maps the file: the new record is in the page they read, at
-    their next check, with no rename to wait for. It is not durable: follow it
-    with :func:`write_state` (so a trip advances the generation by two). A
-    reader that catches the 64 bytes half written fails the CRC and reads
-    HALTED, which is where a trip goes anyway. Returns False when there is no
-    valid file to write in (then only :func:`write_state` can publish).
+    their next check, with no rename to wait for. It survives the writer's
+    crash (it is in the page cache) but not a power cut: follow it with
+    :func:`write_state` (so a trip advances the generation by two). A reader
+    that catches the 64 bytes half written fails the CRC and reads HALTED,
+    which is where a trip goes anyway. Returns the record it replaced, or None
+    when there is no valid file to write in (then only :func:`write_state`
+    can publish).
     """
     target = Path(path)
     lock_path = target.with_name(target.name + ".lock")
@@ -131,10 +133,10 @@ def publish_in_place(
             try:
                 current = decode(os.pread(fd, RECORD_SIZE, 0))
                 if current.error:
-                    return False
+                    return None
                 os.pwrite(fd, encode(state, current.generation + 1, reason, who), 0)
             finally:
                 os.close(fd)
     except OSError:
-        return False
-    return True
+        return None
+    return current

@@ -7,8 +7,9 @@ Example (every key but ``format`` and ``root`` may be left out)::
     unix:
       path: /srv/tradeops/run/agent.sock     # default <root>/run/agent.sock
       mode: "0660"
-      allowed_uids: [1001]
+      allowed_uids: [1001]                   # operators: every command
       allowed_gids: [1002]
+      strategy_gids: [1003]                  # strategies: heartbeat, status, halt, reduce
     tcp:                                     # optional: the controller's fleet-wide kill
       listen: "127.0.0.1:7301"
       keys: {controller-2026: /srv/tradeops/shared/secrets/agent-controller-2026.key}
@@ -87,6 +88,9 @@ class UnixConfig:
     mode: int = 0o660
     allowed_uids: frozenset[int] = frozenset()
     allowed_gids: frozenset[int] = frozenset()
+    # Strategies: heartbeat, status, and the tightening halt and reduce; never a reset.
+    strategy_uids: frozenset[int] = frozenset()
+    strategy_gids: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -220,13 +224,15 @@ def parse_config(data: object, source: str = "config") -> AgentConfig:
         )
     root = _path(top["root"], f"{source}: root")
 
-    unix_keys = {"path", "mode", "allowed_uids", "allowed_gids"}
+    unix_keys = {"path", "mode", "allowed_uids", "allowed_gids", "strategy_uids", "strategy_gids"}
     u = _section(top.get("unix", {}), f"{source}: unix", unix_keys)
     unix = UnixConfig(
         _path(u["path"], f"{source}: unix.path") if "path" in u else root / DEFAULT_SOCKET,
         _mode(u.get("mode", 0o660), f"{source}: unix.mode"),
         _ids(u.get("allowed_uids", []), f"{source}: unix.allowed_uids"),
         _ids(u.get("allowed_gids", []), f"{source}: unix.allowed_gids"),
+        _ids(u.get("strategy_uids", []), f"{source}: unix.strategy_uids"),
+        _ids(u.get("strategy_gids", []), f"{source}: unix.strategy_gids"),
     )
 
     tcp = None

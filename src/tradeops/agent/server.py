@@ -72,6 +72,9 @@ from tradeops.tradingstate import TradingState
 
 # Carried out even when expired or replayed, once authenticated (see the module docstring).
 TIGHTENING = frozenset({Command.HALT, Command.REDUCE, Command.CANCEL_ALL})
+# What a strategy's uid or group (unix.strategy_uids/gids) may send: its dead man's switch,
+# a read, and the two commands that only tighten. Never a reset.
+STRATEGY_COMMANDS = frozenset({Command.HEARTBEAT, Command.STATUS, Command.HALT, Command.REDUCE})
 # Audited when carried out (status and heartbeats are not: they change nothing and are frequent).
 AUDITED = frozenset(Command) - {Command.STATUS, Command.HEARTBEAT}
 NO_RISK_SESSION = "no risk session configured: cancel-all and flatten need the agent's risk session"
@@ -106,6 +109,10 @@ class NoEnforcer:
         raise Refused(NO_RISK_SESSION)
 
 
+class _Forbidden(Exception):
+    """The peer may not send the command."""
+
+
 class StartupError(RuntimeError):
     """The agent cannot start (another agent holds the socket, a file in its place, ...)."""
 
@@ -117,6 +124,7 @@ class Peer:
     listener: str
     address: str
     uid: int | None = None
+    strategy: bool = False  # a strategy's uid or group: only STRATEGY_COMMANDS
 
     def fields(self) -> dict[str, Any]:
         """Audit and log fields."""
@@ -237,11 +245,27 @@ class Agent:
     def trip(
         self, target: TradingState, reason: Reason, who: str, why: str, source: str = "command"
     ) -> Transition:
-        """Tighten the state (published at once), then hand the transition to the hooks."""
-        transition = self.machine.trip(target, reason, who, why)
+        """Tighten the state (published at once), then hand the transition to the hooks.
+
+        The durable writes run on the loop's next turn, after the answer has been
+        written and the halt sequence has frozen the strategies: a halt is
+        confirmed once every strategy can see it (the record published in place,
+        which survives the agent's crash), not after three fsyncs.
+        """
+        transition = self.machine.trip(target, reason, who, why, durable=False)
         if transition.changed:
             self.hooks.tripped(transition, source)
+        try:
+            asyncio.get_running_loop().call_soon(self._flush)
+        except RuntimeError:  # called outside the agent's loop: durable now
+            self._flush()
         return transition
+
+    def _flush(self) -> None:
+        try:
+            self.machine.flush()
+        except OSError as exc:  # the record is published; say loudly that it is not durable
+            self.log.event("persist-failed", error=f"{type(exc).__name__}: {exc}")
 
     async def dispatch(self, request: Request) -> Mapping[str, Any]:
         """Carry out one authenticated request; raise ``Refused`` to decline it."""
@@ -301,7 +325,16 @@ class Agent:
         request = verified.request
         started = time.perf_counter_ns()
         try:
+            if peer.strategy and request.cmd not in STRATEGY_COMMANDS:
+                allowed = ", ".join(sorted(c.value for c in STRATEGY_COMMANDS))
+                raise _Forbidden(
+                    f"a strategy may send {allowed}; {request.cmd.value} needs an operator"
+                    " (unix.allowed_uids/gids)"
+                )
             response = answer(request, await self.dispatch(request))
+        except _Forbidden as exc:
+            error = ProtocolError(ErrorCode.FORBIDDEN, str(exc))
+            response = refusal(error.about(request.id, request.v))
         except Refused as exc:
             error = ProtocolError(ErrorCode.REFUSED, exc.text)
             response = refusal(error.about(request.id, request.v))
@@ -378,8 +411,11 @@ class Agent:
             return Peer(UNIX, "unknown"), False
         groups = peer_groups(sock)
         unix = self.config.unix
-        allowed = peer_allowed(uid, gid, groups, set(unix.allowed_uids), set(unix.allowed_gids))
-        return Peer(UNIX, f"pid={pid} uid={uid} gid={gid}", uid), allowed
+        address = f"pid={pid} uid={uid} gid={gid}"
+        if peer_allowed(uid, gid, groups, set(unix.allowed_uids), set(unix.allowed_gids)):
+            return Peer(UNIX, address, uid), True
+        strategy = peer_allowed(uid, gid, groups, set(unix.strategy_uids), set(unix.strategy_gids))
+        return Peer(UNIX, address, uid, strategy=strategy), strategy
 
     async def _send(self, writer: asyncio.StreamWriter, response: Response) -> None:
         try:
@@ -513,6 +549,8 @@ class Agent:
                 ready()
             await self._stop.wait()
         finally:
+            if self._machine is not None:
+                self._flush()  # a trip's durable writes, if still due
             with contextlib.suppress(Exception):
                 await self.hooks.stop()
             for server in servers:

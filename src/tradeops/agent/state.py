@@ -35,7 +35,13 @@ from typing import Any
 
 from tradeops.agent.reasons import Reason
 from tradeops.auditlog import append_audit
-from tradeops.tradingstate import TradingState, publish_in_place, read_state, write_state
+from tradeops.tradingstate import (
+    StateRecord,
+    TradingState,
+    publish_in_place,
+    read_state,
+    write_state,
+)
 
 STATE_FORMAT = 1  # agent-state.json; readers refuse another major
 AGENT_STATE = "state/agent-state.json"
@@ -129,6 +135,8 @@ class StateMachine:
         self.trading_path = self.root / TRADING_STATE
         self.audit_path = self.root / AUDIT_LOG
         self.adopted_at_start = False  # the start adopted a stricter trading-state file
+        # A trip published in place whose durable write is still to do (see ``flush``).
+        self._pending: tuple[Snapshot, dict[str, Any]] | None = None
         self.snapshot = self._load()
 
     # ------------------------------------------------------------- loading
@@ -192,11 +200,17 @@ class StateMachine:
         True when it did (audited ``adopt``). An unreadable file is left to the
         next write, which replaces it.
         """
+        self.flush()
         if not self.trading_path.exists():
             return False
         record = read_state(self.trading_path)
         if record.error or record.state <= self.snapshot.state:
             return False
+        self._adopt(record)
+        return True
+
+    def _adopt(self, record: StateRecord) -> None:
+        """Take the stricter ``record`` (written behind our back) as the state; audited."""
         reason = Reason.parse(record.reason) or Reason.MANUAL
         before = self.snapshot
         reasons = before.reasons if reason in before.reasons else (*before.reasons, reason)
@@ -206,20 +220,11 @@ class StateMachine:
         self._write_agent_state(snap)
         self._audit("adopt", snap, before=before.state.name, adopted=record.as_dict())
         self.snapshot = snap
-        return True
 
     # ---------------------------------------------------------- persisting
-    def _persist(
-        self, snap: Snapshot, event: str, tighten: bool = False, **fields: Any
-    ) -> Snapshot:
-        """Trading-state file first (strategies see it), then ours, then the audit.
-
-        A trip (``tighten``) is first written in place into the file every
-        strategy maps, then durably.
-        """
+    def _persist(self, snap: Snapshot, event: str, **fields: Any) -> Snapshot:
+        """Durably: the trading-state file (what strategies read), then ours, then the audit."""
         reason = snap.reason.value if snap.reason else ""
-        if tighten:
-            publish_in_place(self.trading_path, snap.state, reason=reason, who=snap.who)
         record = write_state(self.trading_path, snap.state, reason=reason, who=snap.who)
         snap = replace(snap, generation=record.generation)
         self._write_agent_state(snap)
@@ -249,12 +254,30 @@ class StateMachine:
             append_audit(self.audit_path, "agent", event, **{**snap.as_dict(), **fields})
 
     # ------------------------------------------------------------ commands
-    def trip(self, target: TradingState, reason: Reason, who: str, why: str) -> Transition:
-        """Tighten to ``target`` (REDUCING or HALTED); never refused."""
+    def trip(
+        self, target: TradingState, reason: Reason, who: str, why: str, durable: bool = True
+    ) -> Transition:
+        """Tighten to ``target`` (REDUCING or HALTED); never refused.
+
+        A trip is published in place first, before anything is read: every
+        strategy sees it at its next check. ``durable=False`` leaves the
+        durable writes (the trading-state file renamed over, the agent's
+        file, the audit) to :meth:`flush`, so that the caller can answer
+        first; the published record already survives the agent's crash.
+        """
         if target is TradingState.ACTIVE:
             raise Refused("a trip goes to REDUCING or HALTED; use reset to loosen")
+        self.flush()
         prior = self.snapshot
-        self.adopt_external()
+        published = False
+        if target is TradingState.HALTED and prior.state is not TradingState.HALTED:
+            # Nothing is stricter than HALTED: publish before reading anything else.
+            replaced = publish_in_place(self.trading_path, target, reason.value, who or "agent")
+            published = replaced is not None
+            if replaced is not None and replaced.state > prior.state:
+                self._adopt(replaced)  # a halt written behind our back keeps its reason
+        else:
+            self.adopt_external()
         before = self.snapshot
         state = max(before.state, target)
         reasons = before.reasons if reason in before.reasons else (*before.reasons, reason)
@@ -262,11 +285,31 @@ class StateMachine:
             self._audit("trip-again", before, reason=reason.value, by=who, because=why)
             return Transition(prior, before, changed=prior != before)
         after = Snapshot(state, reasons, who or "agent", why, self.clock(), before.generation)
-        after = self._persist(
-            after, "trip", tighten=True, requested=target.name, reason=reason.value
-        )
+        fields = {"requested": target.name, "reason": reason.value}
+        if not published:
+            r = after.reason.value if after.reason else ""
+            published = publish_in_place(self.trading_path, state, r, after.who) is not None
+        if durable or not published:
+            after = self._persist(after, "trip", **fields)
+        else:
+            self._pending = (after, fields)
         self.snapshot = after
         return Transition(prior, after, changed=True)
+
+    @property
+    def durable(self) -> bool:
+        """False while a trip's durable writes are still due."""
+        return self._pending is None
+
+    def flush(self) -> None:
+        """Do the durable writes of a trip made with ``durable=False`` (no-op if none)."""
+        if self._pending is None:
+            return
+        snap, fields = self._pending
+        try:
+            self.snapshot = self._persist(snap, "trip", **fields)
+        finally:
+            self._pending = None
 
     def reset(
         self,
@@ -279,6 +322,7 @@ class StateMachine:
     ) -> Transition:
         """Loosen to ``target``; refused while a tripping condition in ``holding`` holds."""
         who, why = _who_why(who, why, "reset")
+        self.flush()
         self.adopt_external()
         before = self.snapshot
         if target > before.state:

@@ -157,3 +157,42 @@ def test_every_reason_code_fits_the_state_record() -> None:
     assert max(len(r.value.encode()) for r in Reason) <= 20
     assert Reason.parse(" daily_loss ") is Reason.DAILY_LOSS
     assert Reason.parse("A_NEWER_CODE") is None
+
+
+def test_a_deferred_trip_is_published_at_once_and_made_durable_by_flush(tmp_path: Path) -> None:
+    machine = _active(tmp_path)
+    before = read_state(tmp_path / TRADING_STATE).generation
+    trip = machine.trip(HALTED, Reason.MANUAL, "ops", "drill", durable=False)
+    assert trip.changed
+    # Strategies see HALTED now (the record written in place), before any fsync.
+    published = read_state(tmp_path / TRADING_STATE)
+    assert (published.state, published.generation) == (HALTED, before + 1)
+    assert not machine.durable
+    assert json.loads((tmp_path / AGENT_STATE).read_text())["state"] == "ACTIVE"
+    assert [r["event"] for r in _audit(tmp_path)][-1] != "trip"
+    # An agent killed here comes back HALTED from the published record.
+    assert StateMachine(tmp_path).snapshot.state is HALTED
+    machine.flush()
+    assert machine.durable
+    assert json.loads((tmp_path / AGENT_STATE).read_text())["state"] == "HALTED"
+    assert read_state(tmp_path / TRADING_STATE).generation > before + 1
+
+
+def test_a_reset_makes_a_deferred_trip_durable_first(tmp_path: Path) -> None:
+    machine = _active(tmp_path)
+    machine.trip(HALTED, Reason.MANUAL, "ops", "drill", durable=False)
+    machine.reset(ACTIVE, "alice", "after the drill")
+    events = [r["event"] for r in _audit(tmp_path)]
+    assert events[-2:] == ["trip", "reset"]
+    assert machine.durable
+    assert read_state(tmp_path / TRADING_STATE).state is ACTIVE
+
+
+def test_a_halt_keeps_the_reason_of_a_halt_written_behind_its_back(tmp_path: Path) -> None:
+    machine = _active(tmp_path)
+    write_state(tmp_path / TRADING_STATE, HALTED, reason="AGENT_DOWN", who="oncall")
+    trip = machine.trip(HALTED, Reason.MANUAL, "ops", "drill", durable=False)
+    machine.flush()
+    assert trip.after.state is HALTED
+    assert trip.after.reasons == (Reason.AGENT_DOWN, Reason.MANUAL)
+    assert "adopt" in [r["event"] for r in _audit(tmp_path)]
