@@ -66,6 +66,7 @@ from tradeops.agent.protocol import (
 )
 from tradeops.agent.reasons import Reason
 from tradeops.agent.state import Refused, StateMachine, Transition
+from tradeops.agent.unixfast import UnixAcceptor
 from tradeops.auditlog import append_audit
 from tradeops.log import EventLog, open_log
 from tradeops.tradingstate import TradingState
@@ -221,6 +222,7 @@ class Agent:
         self._machine: StateMachine | None = None
         self._heartbeats: dict[str, int] = {}
         self._writers: set[asyncio.StreamWriter] = set()
+        self._adopting: set[asyncio.Task[Any]] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._started = 0.0
@@ -404,7 +406,10 @@ class Agent:
             addr = writer.get_extra_info("peername")
             text = f"{addr[0]}:{addr[1]}" if isinstance(addr, tuple) else str(addr)
             return Peer(TCP, text), True
-        sock = cast(socket.socket, writer.get_extra_info("socket"))
+        return self._unix_peer(cast(socket.socket, writer.get_extra_info("socket")))
+
+    def _unix_peer(self, sock: socket.socket) -> tuple[Peer, bool]:
+        """The Unix-socket peer (its credentials) and whether it may use the socket."""
         try:
             pid, uid, gid = peer_credentials(sock)
         except OSError:
@@ -423,7 +428,9 @@ class Agent:
         except ProtocolError as exc:
             data = encode_response(refusal(exc))
         writer.write(data)
-        await asyncio.wait_for(writer.drain(), self.config.limits.idle_timeout_s)
+        if writer.transport.get_write_buffer_size():  # only a slow reader makes us wait
+            async with asyncio.timeout(self.config.limits.idle_timeout_s):
+                await writer.drain()
 
     async def _connection(
         self, listener: str, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -463,7 +470,9 @@ class Agent:
         errors = 0
         while errors < limits.max_errors_per_connection:
             try:
-                data = await asyncio.wait_for(reader.read(limits.read_size), limits.idle_timeout_s)
+                # asyncio.timeout, not wait_for: no task per read on the halt's path.
+                async with asyncio.timeout(limits.idle_timeout_s):
+                    data = await reader.read(limits.read_size)
             except TimeoutError:
                 self.log.event("idle-timeout", **peer.fields())
                 return
@@ -489,6 +498,22 @@ class Agent:
                         break
         text = f"{errors} refused frames on one connection; closing it"
         self.refuse(peer, ProtocolError("refused", text), None)
+
+    def _loop_call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        """Run ``fn`` on the agent's loop (from the accept thread)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(lambda: fn(*args, **kwargs))
+
+    def _adopt_unix(self, conn: socket.socket) -> None:
+        """Serve a socket the accept thread took, as ``start_unix_server`` would."""
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=2**16, loop=loop)
+        protocol = asyncio.StreamReaderProtocol(
+            reader, lambda r, w: self._connection(UNIX, r, w), loop=loop
+        )
+        task = loop.create_task(loop.connect_accepted_socket(lambda: protocol, sock=conn))
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
 
     # --------------------------------------------------------- lifecycle
     async def _beat(self, writer: LivenessWriter) -> None:
@@ -516,17 +541,23 @@ class Agent:
         unix_sock = bind_unix(self.config.unix)  # before anything is written: one agent only
         st = os.stat(self.config.unix.path)
         servers: list[asyncio.AbstractServer] = []
+        acceptor: UnixAcceptor | None = None
         beat: asyncio.Task[None] | None = None
         liveness: LivenessWriter | None = None
         try:
             self._machine = StateMachine(self.config.root, clock=self.clock)
             liveness = LivenessWriter(self.config.liveness.path, self.config.liveness.interval_s)
             beat = asyncio.create_task(self._beat(liveness))
-            servers.append(
-                await asyncio.start_unix_server(
-                    lambda r, w: self._connection(UNIX, r, w), sock=unix_sock
-                )
+            acceptor = UnixAcceptor(
+                unix_sock,
+                allowed_to_halt=lambda conn: self._unix_peer(conn)[1],
+                prepublish=lambda args, who: self.machine.prepublish_halt(args.reason_code, who),
+                on_socket=lambda conn: self._loop_call(self._adopt_unix, conn),
+                window_s=self.config.replay_window_s,
+                on_error=lambda text: self._loop_call(self.log.event, "unix-accept", error=text),
+                clock=self.clock,
             )
+            acceptor.start()
             if self.config.tcp is not None:
                 tcp = await asyncio.start_server(
                     lambda r, w: self._connection(TCP, r, w),
@@ -553,6 +584,8 @@ class Agent:
                 self._flush()  # a trip's durable writes, if still due
             with contextlib.suppress(Exception):
                 await self.hooks.stop()
+            if acceptor is not None:
+                await asyncio.to_thread(acceptor.stop)
             for server in servers:
                 server.close()
             for writer in list(self._writers):

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -137,6 +138,10 @@ class StateMachine:
         self.adopted_at_start = False  # the start adopted a stricter trading-state file
         # A trip published in place whose durable write is still to do (see ``flush``).
         self._pending: tuple[Snapshot, dict[str, Any]] | None = None
+        # A halt written in place by the Unix socket's accept thread (``prepublish_halt``),
+        # with the record it replaced, for the trip that follows on the agent's loop.
+        self._prepublished: StateRecord | None = None
+        self._prepublish_lock = threading.Lock()
         self.snapshot = self._load()
 
     # ------------------------------------------------------------- loading
@@ -270,9 +275,14 @@ class StateMachine:
         self.flush()
         prior = self.snapshot
         published = False
+        with self._prepublish_lock:
+            early, self._prepublished = self._prepublished, None
         if target is TradingState.HALTED and prior.state is not TradingState.HALTED:
-            # Nothing is stricter than HALTED: publish before reading anything else.
-            replaced = publish_in_place(self.trading_path, target, reason.value, who or "agent")
+            # Nothing is stricter than HALTED: publish before reading anything else
+            # (unless the accept thread already did, for this very halt).
+            replaced = early or publish_in_place(
+                self.trading_path, target, reason.value, who or "agent"
+            )
             published = replaced is not None
             if replaced is not None and replaced.state > prior.state:
                 self._adopt(replaced)  # a halt written behind our back keeps its reason
@@ -295,6 +305,20 @@ class StateMachine:
             self._pending = (after, fields)
         self.snapshot = after
         return Transition(prior, after, changed=True)
+
+    def prepublish_halt(self, reason: Reason, who: str) -> None:
+        """From another thread: write HALTED in place now, before the trip is carried out.
+
+        The only call that may come from outside the agent's loop: it touches
+        the file, never the state in memory. The trip that follows (the same
+        halt, on the loop) finds it published and records it as usual.
+        """
+        with self._prepublish_lock:
+            replaced = publish_in_place(
+                self.trading_path, TradingState.HALTED, reason.value, who or "agent"
+            )
+            if replaced is not None and self._prepublished is None:
+                self._prepublished = replaced
 
     @property
     def durable(self) -> bool:
@@ -323,6 +347,8 @@ class StateMachine:
         """Loosen to ``target``; refused while a tripping condition in ``holding`` holds."""
         who, why = _who_why(who, why, "reset")
         self.flush()
+        with self._prepublish_lock:
+            self._prepublished = None
         self.adopt_external()
         before = self.snapshot
         if target > before.state:
