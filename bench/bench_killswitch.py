@@ -5,13 +5,19 @@ targets), measured on this machine in this run:
 
 * ``trip_to_halted_us``: a halt over the Unix socket until a separate strategy
   process reads HALTED (``killswitch_trip.trips``), n = ``TRIPS``;
+* ``baseline_ansible_halt_ms``: the same halt through ``ansible-playbook
+  tradeops.algo.kill`` on a local inventory, n = ``ANSIBLE_TRIALS``
+  (``ansible_halt``), and ``agent_vs_ansible_p50``, the ratio of the p50s;
 * ``trip_to_halted_under_load_us``: the same with a CPU hog on every core;
 * ``agent_idle``: the idle agent's CPU share and RSS;
 * ``cancel_all_1000_ms``: the risk session's mass cancel until the venue
   confirms zero of 1,000 resting orders over 50 symbols (``bench_risk_session``);
 * ``fleet_kill_8_hosts_ms`` and ``fleet_kill_8_hosts_ssh_ms``: ``tradeops kill``
   on the 8-host loopback fleet, over TCP and over a warm SSH pool
-  (``bench_fleet_kill``).
+  (``bench_fleet_kill``);
+* ``knight_replay`` and ``breaker_detect_ms``: the reference strategy's runaway
+  with the trading-state check bypassed, stopped by the agent's breakers, and
+  the breaker's detection time (``knight_replay``).
 
 Writes ``bench/results/killswitch.json``; every process it starts is stopped
 by its PID.
@@ -25,18 +31,27 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import ansible_halt
 import bench_fleet_kill
 import bench_risk_session
 import killswitch_trip
+import knight_replay
 from common import write_result
 
 TRIPS = 10_000
+ANSIBLE_TRIALS = 10
 
 
 def main() -> int:
     figures: dict = {}
     figures["trip_to_halted_us"] = killswitch_trip.trips(TRIPS)
     print("trip_to_halted_us", figures["trip_to_halted_us"], flush=True)
+    figures["baseline_ansible_halt_ms"] = ansible_halt.baseline(ANSIBLE_TRIALS)
+    agent_p50_ms = figures["trip_to_halted_us"]["p50"] / 1000
+    ratio = figures["baseline_ansible_halt_ms"]["p50"] / agent_p50_ms
+    figures["agent_vs_ansible_p50"] = round(ratio, 1)
+    print("baseline_ansible_halt_ms", figures["baseline_ansible_halt_ms"], flush=True)
+    print("agent_vs_ansible_p50", figures["agent_vs_ansible_p50"], flush=True)
     figures["trip_to_halted_under_load_us"] = killswitch_trip.trips(TRIPS, load=True)
     print("trip_to_halted_under_load_us", figures["trip_to_halted_under_load_us"], flush=True)
     figures["agent_idle"] = killswitch_trip.agent_idle()
@@ -52,10 +67,17 @@ def main() -> int:
         k: v for k, v in fleet.items() if not k.startswith("fleet_kill_8")
     }
     print("fleet_kill_8_hosts_ms", figures["fleet_kill_8_hosts_ms"], flush=True)
+    knight = knight_replay.run()
+    figures["knight_replay"] = knight["knight_replay"]
+    figures["breaker_detect_ms"] = knight["breaker_detect_ms"]
     figures["setup"] = {
         "trip": "tradeops agent run subprocess; halt over a fresh Unix-socket connection; a"
         " separate process spinning on TradingStateReader.current(); CLOCK_MONOTONIC both sides",
         "cancel_all": risk["setup"],
+        "ansible_halt": "ansible-playbook tradeops.algo.kill (module tradeops.algo.killswitch"
+        " over the agent's socket), local inventory, ansible_connection=local; from the"
+        " launch until the same observer reads HALTED",
+        **knight["setup"],
     }
     path = write_result("killswitch", figures)
     print(json.dumps(figures, indent=2, default=str))

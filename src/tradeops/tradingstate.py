@@ -124,12 +124,13 @@ def publish_in_place(
     when there is no valid file to write in (then only :func:`write_state`
     can publish).
     """
-    target = Path(path)
-    lock_path = target.with_name(target.name + ".lock")
+    target = os.fspath(path)
     try:
-        with open(lock_path, "a+b") as lock:
-            fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
-            fd = os.open(target, os.O_RDWR)
+        # Plain descriptors, no file objects: this is on the halt's path.
+        lock = os.open(target + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            fd = os.open(target, os.O_RDWR | os.O_CLOEXEC)
             try:
                 current = decode(os.pread(fd, RECORD_SIZE, 0))
                 if current.error:
@@ -137,6 +138,8 @@ def publish_in_place(
                 os.pwrite(fd, encode(state, current.generation + 1, reason, who), 0)
             finally:
                 os.close(fd)
+        finally:
+            os.close(lock)  # releases the lock
     except OSError:
         return None
     return current

@@ -49,8 +49,16 @@ def symbols(n: int) -> list[str]:
     return [f"S{i:02d}" for i in range(n)]
 
 
-def sim_config(n_symbols: int, risk_throttle: dict[str, int] | None = None) -> dict[str, Any]:
-    """Config: constant prices (100, tick 0.01, spread 2 ticks), no throttles by default."""
+def sim_config(
+    n_symbols: int,
+    risk_throttle: dict[str, int] | None = None,
+    fill: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Config: constant prices (100, tick 0.01, spread 2 ticks), no throttles by default.
+
+    ``fill`` overrides the fill model (e.g. ``{"max_qty_per_tick": 1}``: orders fill
+    one lot per tick and stay working meanwhile); the default fills in full on arrival.
+    """
     risk: dict[str, Any] = {"role": "risk", "comp_id": RISK}
     if risk_throttle:
         risk["throttle"] = risk_throttle
@@ -61,7 +69,7 @@ def sim_config(n_symbols: int, risk_throttle: dict[str, int] | None = None) -> d
         "seed": 11,
         "sim_comp_id": "SIM",
         "tick_interval_ms": 100,
-        "fill": {"max_qty_per_tick": 0, "ratio": 1, "market_slippage_ticks": 1},
+        "fill": {"max_qty_per_tick": 0, "ratio": 1, "market_slippage_ticks": 1, **(fill or {})},
         "throttle": {"window_ms": 1000, "reject_limit": 0, "disconnect_limit": 0},
         "symbols": [
             {
