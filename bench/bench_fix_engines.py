@@ -66,11 +66,11 @@ async def asyncfix_reconnects(port: int, admin_port: int) -> list[float]:
     await session.connect(10)
     out: list[float] = []
     try:
-        for _ in range(DROPS):
+        for _unused in range(DROPS):
             before = len(logons)
             t0 = time.perf_counter()
             await asyncio.to_thread(_drop, admin_port, "ACC1_RISK")
-            for _ in range(1000):  # 10 s
+            for _unused in range(1000):  # 10 s
                 if len(logons) > before:
                     break
                 await asyncio.sleep(0.001)
@@ -108,7 +108,7 @@ def quickfix_reconnects(port: int, admin_port: int) -> list[float]:
         out: list[float] = []
         try:
             app.wait("logon", lambda: len(app.times) >= 1, 15)
-            for _ in range(DROPS):
+            for _unused in range(DROPS):
                 before = len(app.times)
                 t0 = time.perf_counter()
                 _drop(admin_port, "ACC1_QF")

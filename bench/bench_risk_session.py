@@ -85,7 +85,7 @@ async def measure(sim: RiskSim) -> dict[str, Any]:
             ("cancel_all_1000_ms", False),
             ("cancel_all_1000_strategy_connected_ms", True),
         ):
-            runs = [await one_run(sim, risk, keep) for _ in range(RUNS)]
+            runs = [await one_run(sim, risk, keep) for _unused in range(RUNS)]
             out[name] = summary([r["confirm_ms"] for r in runs])
             out[name]["steps_ms_last_run"] = runs[-1]["steps_ms"]
     finally:

@@ -150,7 +150,7 @@ def agent(tmp: Path) -> Iterator[AgentProc]:
 @contextlib.contextmanager
 def hogs(count: int, seconds: float) -> Iterator[list[subprocess.Popen[bytes]]]:
     """``count`` busy processes for at most ``seconds``; stopped by PID on exit."""
-    procs = [subprocess.Popen([PYTHON, "-c", HOG, str(seconds)]) for _ in range(count)]
+    procs = [subprocess.Popen([PYTHON, "-c", HOG, str(seconds)]) for _unused in range(count)]
     try:
         yield procs
     finally:
@@ -204,7 +204,7 @@ def trips(n: int, load: bool = False) -> dict[str, Any]:
         observer = Observer(ag.state_file, budget_s)
         samples: list[int] = []
         try:
-            state, _ = observer.next()
+            state, _unused = observer.next()
             if state != TradingState.ACTIVE:
                 raise RuntimeError(f"the observer starts in state {state}, not ACTIVE")
             with hogs(cores if load else 0, budget_s):
@@ -218,7 +218,7 @@ def trips(n: int, load: bool = False) -> dict[str, Any]:
                         raise RuntimeError(f"trial {i}: the observer read {state}, not HALTED")
                     samples.append(seen - started)
                     checked(client.send(reset))
-                    state, _ = observer.next()
+                    state, _unused = observer.next()
                     if state != TradingState.ACTIVE:
                         raise RuntimeError(f"trial {i}: the observer read {state} after the reset")
         finally:

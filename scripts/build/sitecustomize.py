@@ -49,12 +49,12 @@ def _parallel_compile(
 
 if _JOBS > 1:
     # setuptools makes `distutils` an alias of its own copy: two class objects, patch both.
-    import setuptools  # noqa: F401
+    import setuptools  # noqa: F401  # pylint: disable=unused-import
     import setuptools._distutils.ccompiler as _vendored
 
     try:
         import distutils.ccompiler as _aliased
     except ImportError:  # Python 3.12+ without the alias
         _aliased = _vendored
-    for _cls in {_aliased.CCompiler, _vendored.CCompiler}:
+    for _cls in (_aliased.CCompiler, _vendored.CCompiler):
         _cls.compile = _parallel_compile

@@ -168,7 +168,7 @@ class AgentLiveness:
 
     def _validate(self) -> None:
         assert self._mm is not None
-        for _ in range(_TORN_RETRIES):
+        for _unused in range(_TORN_RETRIES):
             beat = decode(self._mm)
             if beat.error != "checksum mismatch":
                 break

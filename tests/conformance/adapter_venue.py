@@ -205,7 +205,7 @@ class Venue:
 
 
 async def _until(events: list[Any], what: str, pred: Callable[[Any], bool]) -> Any:
-    for _ in range(1000):  # 10 s
+    for _unused in range(1000):  # 10 s
         found = next((e for e in events if pred(e)), None)
         if found is not None:
             return found
@@ -267,7 +267,7 @@ async def drive_adapter(port: int, work: Path, venue_app: Recorder) -> list[Any]
         test_request = f44.TestRequest()
         test_request.setField(112, "TR1")
         fix.Session.sendToTarget(test_request, fix.SessionID("FIX.4.4", VENUE, CLIENT))
-        for _ in range(1000):  # 10 s
+        for _unused in range(1000):  # 10 s
             if venue_app.count(VENUE, "0", _112="TR1"):
                 break
             await asyncio.sleep(0.01)

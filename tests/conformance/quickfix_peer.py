@@ -44,7 +44,7 @@ REJECT_REASONS = {
 
 def fields(raw: str) -> list[tuple[str, str]]:
     """The ``tag=value`` pairs of a raw message, in order."""
-    return [(k, v) for k, _, v in (p.partition("=") for p in raw.split(SOH) if p)]
+    return [(k, v) for k, _unused, v in (p.partition("=") for p in raw.split(SOH) if p)]
 
 
 def field(raw: str, tag: int | str) -> str | None:
@@ -177,7 +177,7 @@ def message_log(work: Path, sender: str, target: str) -> list[str]:
         return []
     out = []
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        _, sep, raw = line.partition(" : ")
+        _unused, sep, raw = line.partition(" : ")
         if sep:
             out.append(raw)
     return out
@@ -211,7 +211,7 @@ def violations(dictionary: fix.DataDictionary, raw: str, limit: int = 20) -> lis
     msg_type, seq = field(raw, 35) or "?", field(raw, 34)
     current = raw
     culprits: set[int] = set()
-    for _ in range(limit):
+    for _unused in range(limit):
         try:
             dictionary.validate(fix.Message(current, dictionary, False))
             return found

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import signal
 import time
 from collections.abc import Iterable
@@ -291,7 +292,7 @@ class Assembly:
 
 
 def _num(value: float) -> float | None:
-    return None if value != value or value in (float("inf"), float("-inf")) else round(value, 6)
+    return round(value, 6) if math.isfinite(value) else None
 
 
 def run(config: AgentConfig) -> int:

@@ -33,7 +33,7 @@ def _client(args: argparse.Namespace) -> AgentClient:
     if args.tcp:
         if not (args.key_id and args.key_file):
             raise ValueError("--tcp needs --key-id and --key-file")
-        host, _, port = args.tcp.rpartition(":")
+        host, _unused, port = args.tcp.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"--tcp takes HOST:PORT, got {args.tcp!r}")
         key = SigningKey.load(args.key_id, args.key_file)

@@ -196,7 +196,7 @@ def _mode(value: object, where: str) -> int:
 def _listen(value: object, where: str) -> tuple[str, int]:
     if not isinstance(value, str) or ":" not in value:
         raise ConfigError(f"{where} must be 'address:port', got {value!r}")
-    host, _, port = value.rpartition(":")
+    host, _unused, port = value.rpartition(":")
     host = host.strip("[]")
     try:
         ipaddress.ip_address(host)

@@ -197,7 +197,7 @@ async def _send_round(
             entry.orders += 1
             entry.last_price = order.price
             await risk.send_order(order)
-        pending = [w.done for _, w in watches.values()]
+        pending = [w.done for _unused, w in watches.values()]
         wait_s = min(policy.order_wait_s, deadline - time.monotonic())
         if pending and wait_s > 0:
             await asyncio.wait(pending, timeout=wait_s)

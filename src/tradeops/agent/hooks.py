@@ -26,43 +26,33 @@ class Hooks(Protocol):
 
     async def start(self, agent: Agent) -> None:
         """The listeners are up and the state is loaded."""
-        ...
 
     async def stop(self) -> None:
         """The agent is stopping."""
-        ...
 
     def tripped(self, transition: Transition, source: str) -> None:
         """A trip was published (already in the trading-state file)."""
-        ...
 
     def holding(self) -> Iterable[Reason]:
         """The reasons whose condition holds now (a reset is refused on them)."""
-        ...
 
     def reset_done(self, transition: Transition, force: bool) -> dict[str, Any]:
         """A reset was published; what it did beyond the state (added to the answer)."""
-        ...
 
     def heartbeat(self, strategy: str) -> None:
         """A strategy's heartbeat command."""
-        ...
 
     def status(self) -> dict[str, Any]:
         """What the ``status`` answer gains."""
-        ...
 
     def command_done(self, cmd: str, listener: str, seconds: float, code: str | None) -> None:
         """A command was answered (``code``: the refusal's error code, or None)."""
-        ...
 
     def refused(self, code: str, listener: str) -> None:
         """A frame was refused before it became a command."""
-        ...
 
     def beat(self, now: float) -> None:
         """The liveness file was written at ``now`` (Unix time)."""
-        ...
 
 
 class NoHooks:

@@ -83,7 +83,7 @@ class TcpRunner:
 def _serve(runner: Runner, args: argparse.Namespace, stdin: TextIO) -> int:
     """Answer one command per stdin line with one JSON line; exit with the last verdict."""
     status = 0
-    for _ in range(MAX_SERVE_COMMANDS):
+    for _unused in range(MAX_SERVE_COMMANDS):
         line = stdin.readline()
         if not line:
             break

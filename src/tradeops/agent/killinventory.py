@@ -77,7 +77,7 @@ class KillHost:
 def _address(value: object, where: str) -> tuple[str, int]:
     if not isinstance(value, str) or ":" not in value:
         raise InventoryError(f"{where} must be 'address:port', got {value!r}")
-    host, _, port = value.rpartition(":")
+    host, _unused, port = value.rpartition(":")
     host = host.strip("[]")
     try:
         ipaddress.ip_address(host)

@@ -547,7 +547,7 @@ def _parse_args(cmd: Command, spec: CommandSpec, raw: object) -> CommandArgs:
             continue
         value = raw[rule.name]
         if rule.kind is bool or rule.kind is int:
-            if type(value) is not rule.kind:
+            if type(value) is not rule.kind:  # pylint: disable=unidiomatic-typecheck # bool is an int
                 raise ValueError(f"{rule.name} must be a {rule.kind.__name__}, got {show(value)}")
         elif not isinstance(value, str):
             raise ValueError(f"{rule.name} must be a string, got {type(value).__name__}")

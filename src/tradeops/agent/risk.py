@@ -291,7 +291,7 @@ class RiskSession:
         if event.ref_msg_type == "q":
             futures: list[asyncio.Future[Any]] = list(self._mass_cancel.values())
         elif event.ref_msg_type == "AF":
-            futures = [f for _, f in self._status.values()]
+            futures = [f for _unused, f in self._status.values()]
         else:
             return  # AN failures come as a PositionsAck; order rejects as ExecutionReports
         for fut in futures:
@@ -314,8 +314,8 @@ class RiskSession:
     def _fail_all(self, error: Exception) -> None:
         futures: list[asyncio.Future[Any]] = [
             *self._mass_cancel.values(),
-            *(f for _, f in self._status.values()),
-            *(f for _, f in self._positions.values()),
+            *(f for _unused, f in self._status.values()),
+            *(f for _unused, f in self._positions.values()),
         ]
         for fut in futures:
             if not fut.done():

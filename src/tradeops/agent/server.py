@@ -91,11 +91,9 @@ class Enforcer(Protocol):
 
     async def cancel_all(self, who: str, why: str) -> Mapping[str, Any]:
         """Cancel every working order of the account; return what the venue confirmed."""
-        ...
 
     async def flatten(self, who: str, why: str) -> Mapping[str, Any]:
         """Flatten every position; return what the venue confirmed."""
-        ...
 
 
 class NoEnforcer:

@@ -99,7 +99,7 @@ def _readline(chan: Any, buf: bytearray, deadline: float) -> bytes:
         if not chunk:
             raise TransportError("the relay channel closed")
         buf += chunk
-    line, _, rest = bytes(buf).partition(b"\n")
+    line, _unused, rest = bytes(buf).partition(b"\n")
     buf[:] = rest
     return line + b"\n"
 
@@ -286,7 +286,7 @@ class SshPool:
         try:
             chan.exec_command(" ".join(shlex.quote(a) for a in argv))
             data = bytearray()
-            for _ in range(MAX_OUTPUT):  # bounded: each pass reads a byte or ends
+            for _unused in range(MAX_OUTPUT):  # bounded: each pass reads a byte or ends
                 left = deadline - time.perf_counter()
                 if left <= 0:
                     raise TransportError("the host's tradeops CLI did not answer in time")

@@ -65,7 +65,7 @@ def serve(path: str, stdin: BinaryIO, stdout: BinaryIO) -> int:
     """Relay request lines until stdin closes (or ``MAX_REQUESTS``); return the exit status."""
     stdout.write(READY)
     stdout.flush()
-    for _ in range(MAX_REQUESTS):
+    for _unused in range(MAX_REQUESTS):
         line = stdin.readline(MAX_LINE + 1)
         if not line:
             return 0

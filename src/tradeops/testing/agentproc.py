@@ -215,7 +215,7 @@ class Strategy:
             stderr=subprocess.DEVNULL,
         )
         strategy = cls(root, name, proc)
-        until(lambda: strategy.pidfile.exists(), f"{name} to write its pid file")
+        until(strategy.pidfile.exists, f"{name} to write its pid file")
         return strategy
 
     @property

@@ -90,7 +90,7 @@ def test_cancel_all_cancels_a_manual_order_placed_on_another_session(
     sim = risk_sim(5)
 
     async def scenario() -> None:
-        risk, _ = risk_session(sim)
+        risk, _unused = risk_session(sim)
         await risk.start()
         try:
             async with oe(sim) as strategy, oe(sim, MANUAL) as manual:
@@ -119,7 +119,7 @@ def test_cancel_all_reconnects_a_dropped_risk_session_and_still_cancels(
     sim = risk_sim(5)
 
     async def scenario() -> None:
-        risk, _ = risk_session(sim)
+        risk, _unused = risk_session(sim)
         await risk.start(keep_warm=False)  # the reconnect must come from cancel_all itself
         try:
             async with oe(sim) as strategy:
@@ -142,7 +142,7 @@ def test_keep_warm_logs_the_risk_session_back_on_after_a_drop(risk_sim: SimFacto
     sim = risk_sim(2)
 
     async def scenario() -> None:
-        risk, _ = risk_session(sim)
+        risk, _unused = risk_session(sim)
         await risk.start()
         try:
             assert risk.status()["logons"] == 1
@@ -162,7 +162,7 @@ def test_per_order_cancels_when_mass_cancel_is_off(risk_sim: SimFactory) -> None
     sim = risk_sim(10)
 
     async def scenario() -> None:
-        risk, _ = risk_session(sim)
+        risk, _unused = risk_session(sim)
         await risk.start()
         try:
             async with oe(sim) as strategy, oe(sim, MANUAL) as manual:
@@ -185,7 +185,7 @@ def test_exchange_kill_switch_is_the_last_resort(risk_sim: SimFactory) -> None:
     sim = risk_sim(5)
 
     async def scenario() -> None:
-        risk, _ = risk_session(sim, kill_switch=admin_kill_switch(sim.admin_url))
+        risk, _unused = risk_session(sim, kill_switch=admin_kill_switch(sim.admin_url))
         await risk.start()
         try:
             async with oe(sim) as strategy:
@@ -210,7 +210,7 @@ def test_not_clean_when_the_venue_cannot_confirm(risk_sim: SimFactory) -> None:
     sim = risk_sim(3)
 
     async def scenario() -> None:
-        risk, _ = risk_session(sim, kill_switch=admin_kill_switch(sim.admin_url))
+        risk, _unused = risk_session(sim, kill_switch=admin_kill_switch(sim.admin_url))
         await risk.start(keep_warm=False)
         try:
             async with oe(sim) as strategy:
@@ -241,7 +241,7 @@ def test_flatten_closes_positions_in_several_symbols(risk_sim: SimFactory) -> No
     }
 
     async def scenario() -> None:
-        risk, _ = risk_session(sim)
+        risk, _unused = risk_session(sim)
         await risk.start()
         try:
             async with oe(sim) as strategy:
@@ -276,7 +276,7 @@ def test_risk_enforcer_returns_the_reports_as_json(risk_sim: SimFactory) -> None
     sim = risk_sim(3)
 
     async def scenario() -> tuple[dict[str, object], dict[str, object]]:
-        risk, _ = risk_session(sim)
+        risk, _unused = risk_session(sim)
         await risk.start()
         try:
             async with oe(sim) as strategy:

@@ -66,7 +66,7 @@ class Running:
             except OSError:
                 pass  # the agent may close first (too many errors): read what it sent
             out = b""
-            for _ in range(10_000):  # bounded: each pass reads a byte or ends
+            for _unused in range(10_000):  # bounded: each pass reads a byte or ends
                 try:
                     chunk = sock.recv(65536)
                 except ConnectionResetError:

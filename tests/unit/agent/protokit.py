@@ -339,7 +339,7 @@ def _random_bytes(r: random.Random, obj: dict[str, Any]) -> tuple[bytes, Expect]
 def _stacked(r: random.Random, obj: dict[str, Any]) -> tuple[bytes, Expect]:
     """Several dict-level mutations at once: no single expectation holds."""
     out = dict(obj)
-    for _ in range(r.randrange(2, 5)):
+    for _unused in range(r.randrange(2, 5)):
         key = r.choice([*ENVELOPE, "extra"])
         if r.random() < 0.3:
             out.pop(key, None)

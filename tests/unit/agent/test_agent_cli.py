@@ -40,11 +40,13 @@ def test_status_reset_halt_through_the_agent(
 ) -> None:
     with running_agent(tmp_path) as run:
         root = str(run.config.root)
-        code, data, _ = _run(capsys, "agent", "status", "--root", root, "--json")
+        code, data, _unused = _run(capsys, "agent", "status", "--root", root, "--json")
         assert (code, data["via"], data["result"]["state"]["state"]) == (0, "agent", "HALTED")
-        code, _, _ = _run(capsys, "agent", "reset", "--root", root, "--who", "a", "--reason", "go")
+        code, _unused, _unused = _run(
+            capsys, "agent", "reset", "--root", root, "--who", "a", "--reason", "go"
+        )
         assert code == 0
-        code, data, _ = _run(
+        code, data, _unused = _run(
             capsys, "agent", "halt", "--socket", str(run.config.unix.path),
             "--who", "a", "--reason", "drill", "--reason-code", "DRAWDOWN", "--json",
         )  # fmt: skip
@@ -66,9 +68,11 @@ def test_commands_over_tcp_with_a_key_file(
             "--key-file",
             str(tmp_path / "ctl.key"),
         ]
-        code, _, err = _run(capsys, "agent", "reset", *tcp, "--who", "a", "--reason", "go")
+        code, _unused, err = _run(capsys, "agent", "reset", *tcp, "--who", "a", "--reason", "go")
         assert (code, err) == (0, "")
-        code, _, _ = _run(capsys, "agent", "cancel-all", *tcp, "--who", "a", "--reason", "x")
+        code, _unused, _unused = _run(
+            capsys, "agent", "cancel-all", *tcp, "--who", "a", "--reason", "x"
+        )
         assert code == 1  # no risk session: a refusal, said on stderr
 
 
@@ -94,7 +98,7 @@ def test_reset_with_the_agent_down_fails_without_touching_the_state(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     root = tmp_path / "root"
-    code, _, err = _run(
+    code, _unused, err = _run(
         capsys, "agent", "reset", "--root", str(root), "--who", "a", "--reason", "go"
     )
     assert code == 3
@@ -107,13 +111,13 @@ def test_keygen_writes_a_0600_key_and_never_overwrites(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "k.key"
-    code, data, _ = _run(capsys, "agent", "keygen", str(path), "--json")
+    code, data, _unused = _run(capsys, "agent", "keygen", str(path), "--json")
     assert code == 0
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     key_hex = path.read_text().strip()
     assert key_hex not in json.dumps(data)
     before = path.read_bytes()
-    code, _, err = _run(capsys, "agent", "keygen", str(path))
+    code, _unused, err = _run(capsys, "agent", "keygen", str(path))
     assert code == 1
     assert "never overwritten" in err
     assert path.read_bytes() == before
@@ -124,13 +128,13 @@ def test_run_refuses_a_config_with_an_unknown_key(
 ) -> None:
     config = tmp_path / "agent.yml"
     config.write_text(yaml.safe_dump({**write_config(tmp_path), "halt_on_sunday": True}))
-    code, _, err = _run(capsys, "agent", "run", "--config", str(config))
+    code, _unused, err = _run(capsys, "agent", "run", "--config", str(config))
     assert code == 2
     assert "unknown key(s) halt_on_sunday" in err
 
 
 def _wait_up(client: AgentClient, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(200):  # bounded: 200 x 50 ms
+    for _unused in range(200):  # bounded: 200 x 50 ms
         if proc.poll() is not None:
             raise AssertionError(f"the agent exited with {proc.returncode}")
         try:

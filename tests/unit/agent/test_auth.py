@@ -437,7 +437,7 @@ def test_peer_credentials_name_the_connecting_process(tmp_path: Path) -> None:
     )
     child = subprocess.Popen([sys.executable, "-c", code, path])
     try:
-        conn, _ = server.accept()
+        conn, _unused = server.accept()
         with conn:
             assert peer_credentials(conn) == (child.pid, os.getuid(), os.getgid())
     finally:

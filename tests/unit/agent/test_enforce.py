@@ -56,7 +56,7 @@ def test_stop_freezes_then_kills_and_says_nothing_was_cancelled(tmp_path: Path) 
     assert not steps["cancel_all"].ok  # no risk session: never reported clean
     assert "no risk session" in steps["cancel_all"].detail
     assert not report.ok
-    assert [e for e, _ in audit].count("enforce_step") == 5
+    assert [e for e, _unused in audit].count("enforce_step") == 5
 
 
 def test_pause_leaves_the_process_frozen(tmp_path: Path) -> None:

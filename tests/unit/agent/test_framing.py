@@ -36,7 +36,7 @@ def test_an_oversized_line_is_reported_before_its_newline_and_never_buffered() -
     reader = FrameReader()
     chunk = b"z" * 1024
     reported: list[bytes | ProtocolError] = []
-    for _ in range(1024):  # a 1 MiB line, fed as a peer would send it
+    for _unused in range(1024):  # a 1 MiB line, fed as a peer would send it
         reported += reader.feed(chunk)
         assert reader.pending < MAX_FRAME
     assert _kinds(reported) == ["oversized"]  # once, as soon as it was too long

@@ -124,7 +124,7 @@ def test_a_hung_receiver_costs_at_most_the_timeout_and_the_queue_is_bounded():
 
         async def scenario() -> list[bool]:
             notifier.start()
-            queued = [notifier.post(TRIP) for _ in range(5)]
+            queued = [notifier.post(TRIP) for _unused in range(5)]
             await notifier.stop(drain_s=5)
             return queued
 

@@ -145,7 +145,7 @@ def test_parse_request_refuses_every_malformed_input_with_a_known_code() -> None
             inputs.append((frame(value), None))
             inputs.extend((frame({**bases[0], key: value}), None) for key in bases[0])
         inputs.extend((blob, None) for blob in blobs)
-        inputs.extend(mutate(r, r.choice(bases)) for _ in range(BATCH))
+        inputs.extend(mutate(r, r.choice(bases)) for _unused in range(BATCH))
         for data, expect in inputs:
             result = _outcome(data)  # anything but ProtocolError propagates and fails
             _check_expect(result, expect, data)
@@ -300,11 +300,11 @@ def test_verify_refuses_every_forged_altered_or_replayed_frame() -> None:
             check(frame({"v": 1, "key_id": KEY_ID, "payload": value, "mac": "0" * 64}), None)
         for blob in blobs:
             check(blob, None)
-        for _ in range(BATCH):
+        for _unused in range(BATCH):
             base = r.choice(bases)
             choice = r.random()
             if choice < 0.3:  # correctly signed, the payload mutated
-                payload, _ = mutate(r, base)
+                payload, _unused = mutate(r, base)
                 check(*signed_by_the_agent(payload))
             elif choice < 0.55:  # a valid signed frame with one byte changed
                 data = sign(frame(base), KEY_ID, KEY)
@@ -376,7 +376,7 @@ def test_the_frame_reader_matches_a_line_model_with_bounded_memory() -> None:
     def run(bases: list[dict[str, Any]], seed: int, max_frame: int) -> None:
         r = random.Random(seed)
         sizes = []
-        for _ in range(BATCH):
+        for _unused in range(BATCH):
             kind = r.random()
             top = 64 if kind < 0.7 else 1024 if kind < 0.97 else 3 * MAX_FRAME
             sizes.append(r.randrange(1, top + 1))

@@ -32,7 +32,7 @@ def _state(run: Running) -> str:
 def _fingerprint(run: Running) -> tuple[Any, ...]:
     # A trip's durable writes run on the loop's turn after its answer: wait for them, so
     # that they are not mistaken for a change made by a refused frame.
-    for _ in range(500):  # bounded: 5 s
+    for _unused in range(500):  # bounded: 5 s
         if run.agent.machine.durable:
             break
         time.sleep(0.01)

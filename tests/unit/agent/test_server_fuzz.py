@@ -23,7 +23,7 @@ from tradeops.tradingstate import read_state
 def _mutated(seed: int, base: dict, count: int) -> bytes:
     r = random.Random(seed)
     out = b""
-    for _ in range(count):
+    for _unused in range(count):
         data, _expect = mutate(r, base)
         out += data if data.endswith(b"\n") else data + b"\n"
     return out
@@ -32,7 +32,7 @@ def _mutated(seed: int, base: dict, count: int) -> bytes:
 inputs = st.one_of(
     st.binary(max_size=3000),
     st.builds(_mutated, st.integers(0, 2**32), valid_request_dicts(), st.integers(1, 6)),
-    json_values.map(lambda v: frame(v)),
+    json_values.map(frame),
     st.builds(
         lambda p, m: frame({"v": 1, "key_id": "ctl", "payload": p, "mac": m}),
         st.text(max_size=200),

@@ -69,7 +69,7 @@ def test_a_halt_is_published_while_the_event_loop_is_busy(tmp_path: Path) -> Non
         finally:
             sock.close()
         assert run.agent.machine.snapshot.state is TradingState.HALTED
-        for _ in range(500):  # bounded: 5 s for the durable writes after the answer
+        for _unused in range(500):  # bounded: 5 s for the durable writes after the answer
             if run.agent.machine.durable:
                 break
             time.sleep(0.01)

@@ -562,7 +562,7 @@ def test_a_required_agent_that_stops_beating_halts_the_strategy(tmp_path: Path) 
     beating = True
 
     async def beat() -> None:
-        for _ in range(2000):  # bounded: 100 s at most
+        for _unused in range(2000):  # bounded: 100 s at most
             if beating:
                 writer.beat()
             await asyncio.sleep(0.05)
@@ -588,5 +588,5 @@ def test_a_required_agent_that_stops_beating_halts_the_strategy(tmp_path: Path) 
     h = run(scenario())
     writer.close()
     changes = [(r["state"], r["agent"]) for r in h.log.events("trading_state_change")]
-    assert [state for state, _ in changes] == ["ACTIVE", "HALTED", "ACTIVE"]
+    assert [state for state, _unused in changes] == ["ACTIVE", "HALTED", "ACTIVE"]
     assert changes[1][1].startswith("not alive")
