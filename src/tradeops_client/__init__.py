@@ -10,6 +10,8 @@ never by this package's version: ``CLIENT_VERSION`` only says which build it is.
   order checks of ACTIVE, REDUCING and HALTED.
 - ``liveness``: whether the kill-switch agent is alive (its heartbeat file), and
   ``effective_state``: HALTED when it is not.
+- ``agentbeat``: the strategy's own heartbeat to the agent (its dead man's
+  switch), one request of the agent's protocol version 1.
 
 It depends on nothing but the standard library.
 """

@@ -36,6 +36,7 @@ from tradeops.brokers.base import (
     Side,
 )
 from tradeops.log import EventLog, open_log, utc_now_iso
+from tradeops_client.agentbeat import send_heartbeat
 from tradeops_client.liveness import AgentLiveness
 from tradeops_client.tradingstate import Decision, TradingState, TradingStateReader, check_order
 from tradeops_refapp import faults, quoting
@@ -174,6 +175,8 @@ class RefApp:
             asyncio.create_task(self._quote_loop(), name="quoting"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
         ]
+        if self.cfg.agent_heartbeat_socket:
+            self._tasks.append(asyncio.create_task(self._agent_beat_loop(), name="agent-beat"))
         fault_task = faults.start(self)
         if fault_task is not None:
             self._tasks.append(fault_task)
@@ -742,6 +745,25 @@ class RefApp:
             self._loop_lag_s = max(time.monotonic() - start - period, 0.0)
             self._observe_state()
             self.metrics.ready.set(1 if self.readiness()[0] else 0)
+
+    async def _agent_beat_loop(self) -> None:
+        """The dead man's switch: a heartbeat to the kill-switch agent every interval.
+
+        Sent from this process's event loop, so a hung or frozen strategy stops
+        beating and the agent's HEARTBEAT_LOST breaker trips.
+        """
+        socket_path = self.cfg.agent_heartbeat_socket
+        assert socket_path is not None
+        failing = False
+        while True:
+            answer = await asyncio.to_thread(
+                send_heartbeat, socket_path, self.cfg.instance, f"refapp:{self.cfg.instance}"
+            )
+            if answer.ok == failing:  # log changes only, not every beat
+                failing = not answer.ok
+                self.log.event("agent_heartbeat", ok=answer.ok, state=answer.state,
+                               error=answer.error)  # fmt: skip
+            await asyncio.sleep(self.cfg.agent_heartbeat_interval_s)
 
     # ----------------------------------------------------------------- mode
     async def set_mode(self, mode: str, who: str) -> dict[str, Any]:

@@ -56,6 +56,7 @@ DEFAULTS: dict[str, Any] = {
     "http": {"bind": "127.0.0.1", "port": 8480},
     "trading_state_path": "/srv/tradeops/state/trading_state",
     "agent_liveness": {"path": None, "max_age_s": 0.5},
+    "agent_heartbeat": {"socket": None, "interval_s": 0.5},
     "marketdata_stale_s": 30.0,
     "shutdown_timeout_s": 10.0,
     "cancel_on_start": True,
@@ -156,6 +157,8 @@ class RefAppConfig:
     trading_state_path: str
     agent_liveness_path: str | None  # None: no kill-switch agent is required on this host
     agent_liveness_max_s: float
+    agent_heartbeat_socket: str | None  # the agent's Unix socket; None: send no heartbeat
+    agent_heartbeat_interval_s: float
     marketdata_stale_s: float
     shutdown_timeout_s: float
     cancel_on_start: bool
@@ -363,6 +366,9 @@ def validate(data: Any, path: str | None = None) -> RefAppConfig:
     liveness = merged["agent_liveness"]
     if not isinstance(liveness, dict):
         raise ConfigError("agent_liveness must be a mapping")
+    beat = merged["agent_heartbeat"]
+    if not isinstance(beat, dict):
+        raise ConfigError("agent_heartbeat must be a mapping")
 
     return RefAppConfig(
         instance=_str(merged["instance"], "instance", _COMP_ID_RE),
@@ -380,6 +386,12 @@ def validate(data: Any, path: str | None = None) -> RefAppConfig:
         ),
         agent_liveness_max_s=float(
             _num(liveness["max_age_s"], "agent_liveness.max_age_s", positive=True)
+        ),
+        agent_heartbeat_socket=(
+            _path(beat["socket"], "agent_heartbeat.socket", base) if beat["socket"] else None
+        ),
+        agent_heartbeat_interval_s=float(
+            _num(beat["interval_s"], "agent_heartbeat.interval_s", positive=True)
         ),
         marketdata_stale_s=float(
             _num(merged["marketdata_stale_s"], "marketdata_stale_s", positive=True)
@@ -446,6 +458,9 @@ trading_state_path: /srv/tradeops/state/trading_state
 agent_liveness:               # the kill-switch agent's heartbeat file
   path: null                  # e.g. /srv/tradeops/run/agent-liveness; null: no agent required
   max_age_s: 0.5              # an agent silent longer than this: act as HALTED
+agent_heartbeat:              # the dead man's switch: tell the agent this process is alive
+  socket: null                # e.g. /srv/tradeops/run/agent.sock; null: send none
+  interval_s: 0.5             # the agent's heartbeat breaker trips after its own limit
 marketdata_stale_s: 30        # /readyz needs a quote per symbol this recent
 shutdown_timeout_s: 10        # SIGTERM: wait this long for cancel acks
 cancel_on_start: true         # cancel orders left open by a previous run

@@ -590,3 +590,21 @@ def test_a_required_agent_that_stops_beating_halts_the_strategy(tmp_path: Path) 
     changes = [(r["state"], r["agent"]) for r in h.log.events("trading_state_change")]
     assert [state for state, _unused in changes] == ["ACTIVE", "HALTED", "ACTIVE"]
     assert changes[1][1].startswith("not alive")
+
+
+def test_the_refapp_beats_the_agents_dead_mans_switch(tmp_path: Path) -> None:
+    from tests.unit.agent.agentkit import running_agent
+
+    write_state(tmp_path / "trading_state", "ACTIVE")
+    (tmp_path / "agent").mkdir()
+    with running_agent(tmp_path / "agent") as agent:
+
+        async def scenario() -> Harness:
+            over = {"agent_heartbeat": {"socket": str(agent.config.unix.path), "interval_s": 0.05}}
+            async with Harness(tmp_path, **over) as h:
+                await until(lambda: agent.agent.heartbeat_ns("t1") is not None, "a beat")
+                first = agent.agent.heartbeat_ns("t1")
+                await until(lambda: agent.agent.heartbeat_ns("t1") != first, "another beat")
+            return h
+
+        run(scenario())
