@@ -85,6 +85,7 @@ class Assembly:
             urls = read_urls(s.notify_urls_file)
             self.notifier = Notifier(urls, self.log, timeout_s=s.notify_timeout_s)
         self.breakers: BreakerSet | None = None
+        self._stopping = False
         self.feeds: Feeds | None = None
         if s.breakers is not None and s.drop_copy is not None:
             counter = LineCounter(s.error_log) if s.error_log is not None else None
@@ -132,7 +133,14 @@ class Assembly:
             self.enforcement.request(snap.who or "cli", f"adopted at start: {snap.why}")
 
     async def stop(self) -> None:
-        """Let a running halt sequence finish (bounded), then close everything."""
+        """Let a running halt sequence finish (bounded), then close everything.
+
+        From here on the breakers trip nothing: closing the agent's own sessions
+        must not look like a lost feed (a BREAKER_FAULT halt started by a
+        stopping agent would freeze the strategies and die half done). The
+        strategies' protection while no agent runs is the liveness file.
+        """
+        self._stopping = True
         await self.enforcement.wait(STOP_WAIT_S)
         for task in self._tasks:
             task.cancel()
@@ -193,6 +201,12 @@ class Assembly:
         elif after.state is TradingState.REDUCING:
             text = f"REDUCING by {after.who}: {after.why}"
             self._notify("trip", "tradeops agent: REDUCING", Level.WARNING, text)
+
+    async def resync(self) -> dict[str, Any]:
+        """The breakers' book takes the venue's positions before a reset is judged."""
+        if self.feeds is None:
+            return {}
+        return await self.feeds.resync_positions()
 
     def holding(self) -> Iterable[Reason]:
         """What the breakers say still holds."""
@@ -262,6 +276,10 @@ class Assembly:
     def _breaker_trips(self, verdicts: tuple[Verdict, ...]) -> None:
         agent = self.agent
         if agent is None:
+            return
+        if self._stopping:
+            for v in verdicts:
+                self.log.event("breaker_trip_ignored", breaker=v.breaker, why="agent stopping")
             return
         for v in verdicts:
             if v.reason is None:

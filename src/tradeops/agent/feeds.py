@@ -26,7 +26,9 @@ import itertools
 import math
 import time
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from tradeops.agent.book import Input
 from tradeops.agent.breakers import BreakerSet, Evaluation, Verdict
@@ -40,6 +42,7 @@ from tradeops.log import EventLog
 TICK_S = 0.1
 METRICS_EVERY_S = 1.0
 CONNECT_TIMEOUT_S = 5.0
+RESYNC_TIMEOUT_S = 3.0  # the venue's answer to a RequestForPositions
 
 
 def session_config(fix: FixConfig, role: SessionRole, reconnect: bool) -> SessionConfig:
@@ -120,7 +123,7 @@ class Feeds:
         )
         self._last_seen = 0.0
         self._md_ids = itertools.count(1)
-        self._tasks: list[asyncio.Task[None]] = []
+        self._tasks: list[asyncio.Task[Any]] = []
         self.events = 0
 
     # ------------------------------------------------------------ lifecycle
@@ -177,6 +180,8 @@ class Feeds:
             if event.state == "logged_on":
                 task = asyncio.create_task(self._subscribe(), name="md-subscribe")
                 self._tasks.append(task)
+                resync = asyncio.create_task(self.resync_positions(), name="positions-resync")
+                self._tasks.append(resync)
             self._judge(self.breakers.evaluate(now))
 
     async def _subscribe(self) -> None:
@@ -188,6 +193,34 @@ class Feeds:
             self.log.event("md_subscribe_failed", error=str(exc))
         else:
             self.log.event("md_subscribed", md_req_id=md_req_id, symbols=len(self.symbols))
+
+    async def resync_positions(self) -> dict[str, Any]:
+        """Seed the book with the venue's positions (at each risk logon, before a reset).
+
+        The book counts only the fills it saw since the agent started; the venue
+        knows the account's true positions (earlier days, a restart, a flatten).
+        A symbol the venue reports nothing for is flat. Not done when the answer
+        is incomplete: the book is then left as it was, and says so.
+        """
+        if self.risk is None or not self.risk.logged_on:
+            return {"positions": "not resynced: no risk session logged on"}
+        try:
+            answer = await self.risk.request_positions(time.monotonic() + RESYNC_TIMEOUT_S)
+        except (TimeoutError, ConnectionError, OSError) as exc:
+            self.log.event("positions_resync_failed", error=str(exc))
+            return {"positions": f"not resynced: {exc}"}
+        if not answer.complete:
+            self.log.event("positions_resync_failed", error="incomplete answer")
+            return {"positions": "not resynced: the venue's answer was incomplete"}
+        now = time.monotonic()
+        reported = {p.symbol: p for p in answer.positions}
+        for symbol in set(self.book.symbols) | set(reported):
+            p = reported.get(symbol)
+            qty = p.qty if p is not None else Decimal(0)
+            px = (p.avg_px or p.settl_px or Decimal(0)) if p is not None else Decimal(0)
+            self.book.seed_position(symbol, qty, px, now)
+        self.log.event("positions_resynced", symbols=len(reported))
+        return {"positions": {s: str(p.qty) for s, p in sorted(reported.items())}}
 
     def _judge(self, evaluation: Evaluation) -> None:
         if evaluation.new_trips:

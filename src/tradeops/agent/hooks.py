@@ -33,6 +33,9 @@ class Hooks(Protocol):
     def tripped(self, transition: Transition, source: str) -> None:
         """A trip was published (already in the trading-state file)."""
 
+    async def resync(self) -> dict[str, Any]:
+        """Before a reset: rebuild what the breakers judge (positions) from the venue."""
+
     def holding(self) -> Iterable[Reason]:
         """The reasons whose condition holds now (a reset is refused on them)."""
 
@@ -66,6 +69,10 @@ class NoHooks:
 
     def tripped(self, transition: Transition, source: str) -> None:
         """Nothing to enforce."""
+
+    async def resync(self) -> dict[str, Any]:
+        """Nothing to rebuild."""
+        return {}
 
     def holding(self) -> Iterable[Reason]:
         """No condition holds."""

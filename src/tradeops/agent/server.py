@@ -280,6 +280,7 @@ class Agent:
             return trip.as_dict()
         if request.cmd is Command.RESET:
             assert isinstance(args, ResetArgs)
+            resynced = await self.hooks.resync()
             done = machine.reset(
                 TradingState[args.target],
                 request.who,
@@ -289,6 +290,8 @@ class Agent:
                 scope=args.scope,
             )
             extra = self.hooks.reset_done(done, args.force) if done.changed else {}
+            if resynced:
+                extra["resynced"] = resynced
             return {**done.as_dict(), **extra}
         if request.cmd is Command.STATUS:
             return self.status()

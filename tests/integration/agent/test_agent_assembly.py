@@ -176,6 +176,8 @@ def test_a_breaker_on_the_drop_copy_halts_the_agent_by_itself_and_empties_the_bo
     reset = agent.reset(force=False)
     assert reset.ok, reset
     assert "exposure" in reset.result["breakers"]["rearmed"]
+    # Judged on the venue's positions, read before the reset (none: nothing filled).
+    assert reset.result["resynced"] == {"positions": {"S00": "0", "S01": "0"}}
 
 
 def test_a_breaker_fed_no_data_trips_with_breaker_fault(

@@ -18,6 +18,7 @@ import pytest
 from tradeops.agent.fleetkill import Order, run_tcp
 from tradeops.agent.sshpool import SshPool
 from tradeops.testing.agentfleet import AgentFleet, start_agents
+from tradeops.tradingstate import read_state
 
 TRADEOPS = Path(sys.executable).parent / "tradeops"
 SIZE = 8
@@ -39,12 +40,15 @@ def _reset(agents: AgentFleet) -> None:
 
 
 def _states(agents: AgentFleet) -> list[str]:
-    """Each host's trading state, read from its own data dir (not through the agent)."""
-    out = []
-    for host in agents.fleet.hosts:
-        doc = json.loads((agents.fleet.host_dir(host) / "state" / "agent-state.json").read_text())
-        out.append(doc["state"])
-    return out
+    """Each host's trading state as its strategies read it (not through the agent).
+
+    The trading-state file, not the agent's own file: a halt is confirmed once
+    published there; the agent's file follows on its loop's next turn.
+    """
+    return [
+        read_state(agents.fleet.host_dir(host) / "state" / "trading_state").state.name
+        for host in agents.fleet.hosts
+    ]
 
 
 def _kill(agents: AgentFleet, *extra: str) -> tuple[int, dict]:
