@@ -6,13 +6,18 @@ deploys release 1.0.0 of the reference strategy, shows it trading, deploys
 cutover, verify, unlock), then shows the two ways a deploy refuses to leave a
 host half-done: the gate refusing a tampered artifact before anything is
 activated, and a release that fails after cutover being switched back by
-itself. It prints a readable timeline. Everything runs under `.demo/`;
-`make demo-stop` stops what the demo started.
+itself. Then it installs the kill-switch agent (risk session, drop copy,
+breakers) and replays Knight Capital: the strategy switched to a runaway that
+ignores the trading state, stopped by the agent alone, the book emptied at the
+venue, and an operator reset. It prints a readable timeline. Everything runs
+under `.demo/`; `make demo-stop` stops what the demo started (supervisord, and
+with it the simulator, the strategy and the agent).
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import re
@@ -24,6 +29,7 @@ import textwrap
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +43,22 @@ ROOT = REPO / ".demo" / "srv" / "tradeops"
 AUDIT = REPO / ".demo" / "audit"
 REFAPP = "http://127.0.0.1:8480/status"
 SIM = "http://127.0.0.1:9877/state"
+LOGS = ROOT / "shared" / "log"
+SYMBOLS = ["ESZ5", "NQZ5"]
+# What an operator would set for the reference strategy: it never holds more than 100
+# lots a symbol (working orders included) nor sends more than a few orders a second.
+DEMO_BREAKERS: dict[str, Any] = {
+    "version": 1,
+    "exposure": {
+        "action": "halt",
+        "max_symbol_qty": 150,
+        "max_symbol_notional": 5_000_000,
+        "max_total_notional": 10_000_000,
+    },
+    "msg_rate": {"action": "halt", "window_s": 1.0, "max_new_orders": 40},
+    "error_burst": {"enabled": False},
+}
+RUNAWAY = {"ignore_trading_state": True, "rate_per_s": 100}
 T0 = time.monotonic()
 
 
@@ -61,11 +83,11 @@ def env() -> dict[str, str]:
     return e
 
 
-def playbook(name: str, *extra: str, expect_failure: bool = False) -> str:
+def playbook(name: str, *extra: str, expect_failure: bool | None = False) -> str:
     """Run a collection playbook on the local inventory; return its output.
 
     Stops the demo when the run fails, unless ``expect_failure`` (then a run
-    that succeeds stops it).
+    that succeeds stops it); ``None`` accepts either outcome and says which.
     """
     cmd = [str(BIN / "ansible-playbook"), f"tradeops.algo.{name}", "-e", "target_hosts=trading"]
     cmd += list(extra)
@@ -81,7 +103,10 @@ def playbook(name: str, *extra: str, expect_failure: bool = False) -> str:
     )
     took = time.monotonic() - started
     output = proc.stdout + proc.stderr
-    if (proc.returncode != 0) != expect_failure:
+    either = expect_failure is None
+    if either:
+        expect_failure = proc.returncode != 0
+    elif (proc.returncode != 0) != expect_failure:
         tail = "\n".join(output.splitlines()[-40:])
         outcome = "FAILED" if proc.returncode else "succeeded, but it should have failed,"
         say("ansible", f"{name} {outcome} after {took:.1f}s:\n{tail}")
@@ -89,10 +114,17 @@ def playbook(name: str, *extra: str, expect_failure: bool = False) -> str:
     recap = [line for line in proc.stdout.splitlines() if line.startswith("localhost ")]
     say(
         "ansible",
-        f"{name} {'failed, as it should,' if expect_failure else 'done'} in {took:.1f}s  "
+        f"{name} {outcome_text(either, expect_failure)} in {took:.1f}s  "
         f"{recap[-1].split(':', 1)[1].strip() if recap else ''}",
     )
     return output
+
+
+def outcome_text(either: bool, failed: bool) -> str:
+    """How a playbook run ended, in the timeline's words."""
+    if not failed:
+        return "done"
+    return "failed," if either else "failed, as it should,"
 
 
 def get_json(url: str) -> dict[str, Any] | None:
@@ -170,7 +202,7 @@ def build(version: str, payload: Path | None = None) -> Path:
     return out / f"refapp-{version}.tar.gz"
 
 
-def deploy(version: str, artifact: Path, *extra: str, expect_failure: bool = False) -> str:
+def deploy(version: str, artifact: Path, *extra: str, expect_failure: bool | None = False) -> str:
     started = time.time()
     output = playbook(
         "deploy",
@@ -237,8 +269,177 @@ def show_release_log(last: int) -> None:
         say("releases", f"{rec['ts']}  {rec['release_id']:<24} {rec['status']}")
 
 
+# ------------------------------------------------------------------ the agent
+def tradeops(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the ``tradeops`` CLI on the demo's root."""
+    proc = subprocess.run(
+        [str(BIN / "tradeops"), *args, "--root", str(ROOT)],
+        env=env(),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
+    if check and proc.returncode != 0:
+        say("demo", f"tradeops {args[0]} failed ({proc.returncode}): {proc.stderr.strip()}")
+        raise SystemExit(1)
+    return proc
+
+
+def agent_status() -> dict[str, Any]:
+    """``tradeops agent status --json``."""
+    return dict(json.loads(tradeops("agent", "status", "--json").stdout)["result"])
+
+
+def agent_extra_config() -> dict[str, Any]:
+    """The agent's risk session, drop copy, market data, breakers and halt policy."""
+    fix = {"host": "127.0.0.1", "target_comp_id": "SIM", "account": "ACC1"}
+    return {
+        "risk": {**fix, "port": 9880, "sender_comp_id": "ACC1_RISK", "heartbeat_s": 30,
+                 "reconnect_s": 1.0, "default_tick": "0.25"},
+        "drop_copy": {**fix, "port": 9879, "sender_comp_id": "ACC1_DC", "heartbeat_s": 1,
+                      "reconnect_s": 1.0},
+        "market_data": {"symbols": SYMBOLS},
+        "breakers": {"config": DEMO_BREAKERS},
+        "enforcement": {"processes": [{"program": "refapp", "manager": "supervisord"}],
+                        "on_halt": "stop", "kill_after_s": 0.5, "flatten_on_halt": True},
+    }  # fmt: skip
+
+
+def show_agent(status: dict[str, Any]) -> None:
+    """The lines of ``tradeops agent status`` an operator looks at."""
+    state = status["state"]
+    say("agent", f"pid {status['agent']['pid']}, state {state['state']} {state['reasons']}")
+    risk = status.get("risk") or {}
+    say("agent", f"risk session {risk.get('session')} logged on: {risk.get('logged_on')}")
+    for name, (latch, value, threshold) in sorted((status.get("breakers") or {}).items()):
+        say("agent", f"  breaker {name:<12} {latch:<10} value {value} threshold {threshold}")
+
+
+def wait_agent(what: str, check: Any, timeout: float = 30) -> dict[str, Any]:
+    """Poll ``tradeops agent status`` until ``check`` (bounded)."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, Any] = {}
+    for _attempt in range(int(timeout * 4) + 1):
+        proc = tradeops("agent", "status", "--json", check=False)
+        if proc.returncode == 0:
+            status = json.loads(proc.stdout)["result"]
+            if check(status):
+                return status
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+    say("demo", f"timed out waiting for {what}; last status: {status}")
+    raise SystemExit(1)
+
+
+def operator_reset(operator: str, reason: str, timeout: float = 20, force: bool = False) -> str:
+    """``tradeops reset`` (through the agent when it runs); retried while refused (bounded).
+
+    ``force``: when still refused at the end, say why and reset with ``--force``
+    (audited as forced), as an operator who checked the venue would.
+    """
+    deadline = time.monotonic() + timeout
+    proc = None
+    for _attempt in range(int(timeout) + 1):
+        proc = tradeops("reset", "--who", operator, "--reason", reason, check=False)
+        if proc.returncode == 0:
+            return proc.stdout.strip()
+        if time.monotonic() > deadline:
+            break
+        say("host", f"reset refused, retrying: {proc.stderr.strip()[:200]}")
+        time.sleep(1)
+    if force:
+        say("host", f"still refused: {proc.stderr.strip()[:200] if proc else ''}")
+        say("host", "the operator checked GET /state and forces the reset, audited as forced")
+        proc = tradeops("reset", "--who", operator, "--reason", reason, "--force", check=False)
+        if proc.returncode == 0:
+            return proc.stdout.strip()
+    say("demo", f"the reset was refused: {proc.stderr.strip() if proc else ''}")
+    raise SystemExit(1)
+
+
+def read_log(path: Path, since: float, event: str | None = None) -> list[dict[str, Any]]:
+    """JSON lines of ``path`` written at or after ``since`` (epoch seconds)."""
+    out: list[dict[str, Any]] = []
+    if not path.exists():
+        return out
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        wanted = isinstance(rec, dict) and (event is None or rec.get("event") == event)
+        if wanted and epoch(rec) >= since:
+            out.append(rec)
+    return out
+
+
+def epoch(rec: dict[str, Any]) -> float:
+    """A log line's ``ts`` (UTC, microseconds) as epoch seconds."""
+    return datetime.fromisoformat(str(rec["ts"]).replace("Z", "+00:00")).timestamp()
+
+
+def venue_working() -> int:
+    """Working orders of ACC1 at the venue (``GET /state``)."""
+    state = get_json(SIM) or {}
+    return sum(1 for o in state.get("orders") or [] if o.get("account") == "ACC1")
+
+
+def knight_timeline(since: float) -> None:
+    """The replay's timeline, from the logs of the strategy, the venue and the agent."""
+    sent = [r for r in read_log(LOGS / "refapp.jsonl", since, "order_sent")
+            if r.get("purpose") == "runaway"]  # fmt: skip
+    if not sent:
+        say("demo", "the runaway sent no order")
+        raise SystemExit(1)
+    ids = {r["cl_ord_id"] for r in sent}
+    execs = [r for r in read_log(LOGS / "sim.jsonl", since, "exec") if r.get("cl_ord_id") in ids]
+    first = epoch(sent[0])
+    agent_log = LOGS / "agent.jsonl"
+    trips = read_log(agent_log, since, "breaker_trip")
+    steps = {r["step"]: r for r in reversed(read_log(agent_log, since, "enforce_step"))}
+    if not trips:
+        say("demo", "no breaker tripped")
+        raise SystemExit(1)
+    halted = epoch(trips[0])
+
+    def line(at: float, text: str) -> None:
+        say("knight", f"{(at - first) * 1000:+10.3f} ms  {text}")
+
+    order = sent[0]
+    line(first, f"first runaway order {order['cl_ord_id']} ({order['symbol']} BUY "
+                f"{order['qty']} at {order['price']}), the trading state never read")  # fmt: skip
+    if execs:
+        line(epoch(execs[0]), "the venue acknowledges it (the agent's drop copy gets a copy)")
+    line(halted, f"breaker {trips[0]['breaker']} trips: {trips[0]['reason']}, "
+                 f"{trips[0]['text']}; HALTED is published")  # fmt: skip
+    names = {
+        "freeze": "strategy frozen (SIGSTOP): it cannot send one more order",
+        "cancel_all": "mass cancel on the warm risk session, confirmed by the venue",
+        "stop": "strategy process stopped (its SIGTERM never runs; SIGKILL)",
+        "confirm": "second mass status: zero working orders at the venue",
+        "flatten": "positions flattened with reduce-only orders, flat per the venue's reports",
+    }
+    for name, text in names.items():
+        if name in steps:
+            rec = steps[name]
+            ok = "" if rec["ok"] else " FAILED"
+            line(epoch(rec), f"{text}{ok} [{rec['ms']:.1f} ms; {str(rec['detail'])[:90]}]")
+    orders = {r["cl_ord_id"] for r in execs}
+    after = {r["cl_ord_id"] for r in execs if epoch(r) > halted and r["exec_type"] == "0"}
+    say("knight", f"{len(orders)} runaway orders reached the venue, {len(after)} of them after "
+                  "HALTED (in flight); Knight's router ran for 45 minutes")  # fmt: skip
+
+
 def stop() -> int:
-    """Stop the demo's supervisord (and with it the simulator and the strategy)."""
+    """Stop the demo's supervisord (and with it the simulator, the strategy and the agent).
+
+    The agent's program is also taken out of supervisord's config: the next
+    demo installs it again at its step 14, once the simulator it watches runs
+    (started first, it would trip on its absent drop copy and stop the strategy).
+    """
+    (ROOT / "supervisor" / "conf.d" / "agent.conf").unlink(missing_ok=True)
     pidfile = ROOT / "run" / "supervisord.pid"
     if not pidfile.exists():
         print("demo: nothing running")
@@ -394,16 +595,78 @@ def main() -> int:
     banner("13. The fleet as it really is (tradeops.algo.status)")
     show_status(playbook("status", "-e", f"tradeops_status_url={REFAPP}"))
 
+    banner("14. Install the kill-switch agent here (tradeops.algo.killswitch_agent)")
+    say("demo", "its own risk session (ACC1_RISK), a drop copy of every execution (ACC1_DC),")
+    say("demo", "breakers: exposure > 150 lots a symbol, > 40 new orders a second: halt;")
+    say("demo", "on a halt: freeze the strategy, mass cancel, stop it, flatten")
+    agent_vars = {
+        "killswitch_agent_user": getpass.getuser(),
+        "killswitch_agent_allowed_uids": [os.getuid()],
+        "killswitch_agent_extra_config": agent_extra_config(),
+    }
+    playbook("killswitch_agent", "-e", json.dumps(agent_vars))
+    status = wait_agent("the risk session", lambda s: (s.get("risk") or {}).get("logged_on"))
+    say("agent", "tradeops agent status:")
+    show_agent(status)
+    if status["state"]["state"] != "ACTIVE":
+        say("host", operator_reset(f"{operator} (demo)", "demo: the agent is watching"))
+    wait_agent("ACTIVE", lambda s: s["state"]["state"] == "ACTIVE")
+    show_trading(2)
+
+    banner("15. Knight, 1 Aug 2012: a flag wakes dead code that ignores the trading state")
+    say("demo", "deploy 1.1.0 with refapp_fault_mode=runaway and ignore_trading_state=true:")
+    say("demo", "marketable buys at 100 a second, no limit, no state check: only the agent")
+    say("demo", "(its breakers on its own drop copy, SIGSTOP, the mass cancel) can stop it")
+    since = time.time()
+    fault = json.dumps({"refapp_fault_mode": "runaway", "refapp_fault": RUNAWAY})
+    deploy("1.1.0", second, "-e", fault, expect_failure=None)
+    status = wait_agent(
+        "the halt sequence",
+        lambda s: (
+            s["state"]["state"] == "HALTED" and (s.get("enforcement") or {}).get("running") is False
+        ),
+    )
+    knight_timeline(since)
+
+    banner("16. The book at the venue (GET /state), not the agent's own bookkeeping")
+    state = get_json(SIM) or {}
+    positions = {p["symbol"]: p["qty"] for p in state.get("positions") or []
+                 if p.get("account") == "ACC1"}  # fmt: skip
+    say("sim", f"working orders of ACC1: {venue_working()}; positions {positions}")
+    say("agent", f"state {status['state']['state']} {status['state']['reasons']} by "
+                 f"{status['state']['who']}; the venue reported "
+                 f"{status.get('venue_working_orders')} working")  # fmt: skip
+    say("agent", f"halt sequence ok: {status['enforcement']['ok']}, "
+                 f"{status['enforcement']['total_ms']} ms in all")  # fmt: skip
+
+    banner("17. An operator resets the host through the agent (tradeops reset --who --reason)")
+    answer = operator_reset(
+        f"{operator} (demo)", "demo: runaway understood, release fixed", timeout=5, force=True
+    )
+    for text in answer.splitlines():
+        say("host", text.strip())
+    status = agent_status()
+    show_agent(status)
+    say("demo", "the reset re-armed every breaker whose condition cleared (one still holding")
+    say("demo", "stays suppressed until it clears once); it did not restart the strategy nor")
+    say("demo", "reopen positions: the runaway release stays stopped until a good one is deployed")
+
+    banner("18. Deploy the good configuration of 1.1.0 again: the strategy trades again")
+    deploy("1.1.0", second)
+    wait_for(REFAPP, "the strategy to log on", lambda s: (s.get("session") or {}).get("logged_on"))
+    show_trading(4)
+
     banner("Done")
     print(
-        "Still running: the simulator and the strategy, under .demo/. Look around:\n"
+        "Still running: the simulator, the strategy and the agent, under .demo/. Look around:\n"
         f"  curl -s {REFAPP} | python3 -m json.tool\n"
         f"  curl -s {SIM} | python3 -m json.tool\n"
         "  tail -f .demo/srv/tradeops/shared/log/refapp.jsonl\n"
+        f"  {BIN / 'tradeops'} agent status --root {ROOT}\n"
         "Stop them with: make demo-stop\n"
         "Every deploy phase of every run is in .demo/audit/deploy-audit.jsonl.\n"
-        "Coming with later issues: blue/green warm standby, canary, kill switch and breakers,\n"
-        "execution rollback. They will appear here as they land."
+        "Coming with later issues: blue/green warm standby, canary, execution rollback.\n"
+        "They will appear here as they land."
     )
     return 0
 
