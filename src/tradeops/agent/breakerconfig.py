@@ -280,7 +280,8 @@ def _convert(hint: Any, value: Any, where: str) -> Any:
     if origin in (types.UnionType, typing.Union):
         if value is None and type(None) in args:
             return None
-        (inner,) = [a for a in args if a is not type(None)]
+        none_type = type(None)
+        (inner,) = [a for a in args if a is not none_type]
         return _convert(inner, value, where)
     if dataclasses.is_dataclass(hint):
         return _build(hint, {} if value is None else value, where)  # type: ignore[arg-type]
