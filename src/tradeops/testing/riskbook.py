@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -94,6 +95,9 @@ def sim_config(
             }
         ],
     }
+
+
+_ORDER_IDS = itertools.count(1)  # unique ClOrdIDs across OrderEntry objects
 
 
 @dataclass
@@ -221,7 +225,8 @@ class OrderEntry:
 
     def _id(self) -> str:
         self._n += 1
-        return f"{self.config.sender_comp_id}-{os.getpid()}-{id(self) % 10_000}-{self._n}"
+        # A process-wide counter: id(self) of a later OrderEntry may repeat an earlier one's.
+        return f"{self.config.sender_comp_id}-{os.getpid()}-{next(_ORDER_IDS)}"
 
     async def wait_acks(self, ids: set[str], timeout_s: float = 60.0) -> None:
         """Wait until every ClOrdID in ``ids`` got an answer (bounded)."""
