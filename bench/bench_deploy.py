@@ -142,6 +142,8 @@ def main() -> int:
         common = ["-i", str(fleet.inventory_path), "-e", f"@{vars_file}"]
         playbook([*common, "-e", "target_hosts=bench", "tradeops.algo.bootstrap"], audit)
         playbook([*common, "-e", "target_hosts=bench", "tradeops.algo.simulator"], audit)
+        # The deploy's plan refuses a host without a live kill-switch agent.
+        playbook([*common, "-e", "target_hosts=bench", "tradeops.algo.killswitch_agent"], audit)
         noop = work / "noop.yml"
         noop.write_text("- name: Nothing\n  hosts: bench\n  gather_facts: false\n  tasks: []\n")
         noop_times = [playbook([*common, str(noop)], audit) for _run in range(RUNS)]

@@ -9,9 +9,15 @@ targets), measured on this machine in this run:
   tradeops.algo.kill`` on a local inventory, n = ``ANSIBLE_TRIALS``
   (``ansible_halt``), and ``agent_vs_ansible_p50``, the ratio of the p50s;
 * ``trip_to_halted_under_load_us``: the same with a CPU hog on every core;
+* ``trip_to_halted_default_scheduling_us`` and ``..._under_load_...``: both
+  again with everything at the normal policy on any CPU (the agent without
+  its ``scheduling`` section), n = ``COMPARE_TRIPS``, to show what the
+  real-time policy buys;
 * ``agent_idle``: the idle agent's CPU share and RSS;
 * ``cancel_all_1000_ms``: the risk session's mass cancel until the venue
   confirms zero of 1,000 resting orders over 50 symbols (``bench_risk_session``);
+* ``flatten_50_ms``: the risk session's flatten until the venue's positions
+  show 50 positions flat (``bench_flatten``);
 * ``fleet_kill_8_hosts_ms`` and ``fleet_kill_8_hosts_ssh_ms``: ``tradeops kill``
   on the 8-host loopback fleet, over TCP and over a warm SSH pool
   (``bench_fleet_kill``);
@@ -32,6 +38,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ansible_halt
+import bench_flatten
 import bench_fleet_kill
 import bench_risk_session
 import killswitch_trip
@@ -39,6 +46,7 @@ import knight_replay
 from common import write_result
 
 TRIPS = 10_000
+COMPARE_TRIPS = 2_000
 ANSIBLE_TRIALS = 10
 
 
@@ -54,12 +62,19 @@ def main() -> int:
     print("agent_vs_ansible_p50", figures["agent_vs_ansible_p50"], flush=True)
     figures["trip_to_halted_under_load_us"] = killswitch_trip.trips(TRIPS, load=True)
     print("trip_to_halted_under_load_us", figures["trip_to_halted_under_load_us"], flush=True)
+    for name, load in (("", False), ("_under_load", True)):
+        key = f"trip_to_halted{name}_default_scheduling_us"
+        figures[key] = killswitch_trip.trips(COMPARE_TRIPS, load=load, placed=False)
+        print(key, figures[key], flush=True)
     figures["agent_idle"] = killswitch_trip.agent_idle()
     print("agent_idle", figures["agent_idle"], flush=True)
     risk = bench_risk_session.run()
     figures["cancel_all_1000_ms"] = risk["cancel_all_1000_ms"]
     figures["cancel_all_1000_strategy_connected_ms"] = risk["cancel_all_1000_strategy_connected_ms"]
     print("cancel_all_1000_ms", figures["cancel_all_1000_ms"], flush=True)
+    flat = bench_flatten.run()
+    figures["flatten_50_ms"] = flat["flatten_50_ms"]
+    print("flatten_50_ms", figures["flatten_50_ms"], flush=True)
     fleet = bench_fleet_kill.run()
     for name in ("fleet_kill_8_hosts_ms", "fleet_kill_8_hosts_ssh_ms"):
         figures[name] = fleet[name]
@@ -72,7 +87,11 @@ def main() -> int:
     figures["breaker_detect_ms"] = knight["breaker_detect_ms"]
     figures["setup"] = {
         "trip": "tradeops agent run subprocess; halt over a fresh Unix-socket connection; a"
-        " separate process spinning on TradingStateReader.current(); CLOCK_MONOTONIC both sides",
+        " separate process spinning on TradingStateReader.current(); CLOCK_MONOTONIC both sides;"
+        " placement: the agent SCHED_FIFO 10 on CPU 0 (its config's scheduling section), the"
+        " halting client SCHED_FIFO 5 on CPU 0, the observer on CPU 1 at the normal policy, the"
+        " hogs at the normal policy placed by the kernel (default_scheduling: all normal, any CPU)",
+        "flatten": flat["setup"],
         "cancel_all": risk["setup"],
         "ansible_halt": "ansible-playbook tradeops.algo.kill (module tradeops.algo.killswitch"
         " over the agent's socket), local inventory, ansible_connection=local; from the"

@@ -11,7 +11,18 @@ host). Then a reset (who, why), and the observer reads ACTIVE again before
 the next trial.
 
 ``trip_to_halted_under_load_us``: the same with a CPU hog (a busy Python
-loop) on every core, started and stopped by PID.
+loop at the normal policy, placed by the kernel) per core, started and
+stopped by PID.
+
+Placement, as on a production host (docs/agent.md, "Scheduling"): the agent
+runs with its config's ``scheduling: {policy: fifo, priority: 10, cpus: [0]}``
+(CPU 0 the housekeeping core), the observer is pinned to CPU 1 (a strategy on
+its own core), and the halting client (this process) runs on CPU 0 at
+``SCHED_FIFO`` priority 5, below the agent, with ``SCHED_RESET_ON_FORK`` (the
+hogs it starts are normal processes): without it the hog delays the harness's
+own send by a time slice and the figure measures the harness. The same
+placement holds for the idle run. ``trips(..., placed=False)`` measures with
+everything at the normal policy, for comparison (``..._default_scheduling``).
 
 ``agent_idle``: the agent's CPU share (utime + stime from /proc over a
 window) and RSS while nobody talks to it; its liveness writer still beats.
@@ -118,15 +129,18 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextlib.contextmanager
-def agent(tmp: Path) -> Iterator[AgentProc]:
-    """Start an agent on a fresh root under ``tmp``; stop it by PID on exit."""
+def agent(tmp: Path, scheduling: str = "") -> Iterator[AgentProc]:
+    """Start an agent on a fresh root under ``tmp``; stop it by PID on exit.
+
+    ``scheduling``: the config's ``scheduling`` section as inline YAML, if any.
+    """
     root = tmp / "root"
     (root / "state").mkdir(parents=True)
     (root / "run").mkdir()
     config = tmp / "agent.yml"
     config.write_text(
         f"format: 1\nroot: {root}\nunix:\n  allowed_uids: [{os.getuid()}]\n"
-        f"log: {tmp / 'agent.jsonl'}\n",
+        f"log: {tmp / 'agent.jsonl'}\n" + (f"scheduling: {scheduling}\n" if scheduling else ""),
         encoding="utf-8",
     )
     proc = subprocess.Popen(
@@ -163,13 +177,15 @@ def hogs(count: int, seconds: float) -> Iterator[list[subprocess.Popen[bytes]]]:
 class Observer:
     """The strategy stand-in: a process spinning on the trading-state file."""
 
-    def __init__(self, state_file: Path, seconds: float) -> None:
+    def __init__(self, state_file: Path, seconds: float, cpu: int | None = None) -> None:
         read_fd, write_fd = os.pipe()
         self.proc = subprocess.Popen(
             [PYTHON, "-c", OBSERVER, str(state_file), str(write_fd), str(seconds)],
             env=env(),
             pass_fds=(write_fd,),
         )
+        if cpu is not None:
+            os.sched_setaffinity(self.proc.pid, {cpu})
         os.close(write_fd)
         self._fd = read_fd
         self._buf = b""
@@ -194,20 +210,51 @@ class Observer:
         os.close(self._fd)
 
 
-def trips(n: int, load: bool = False) -> dict[str, Any]:
+AGENT_SCHEDULING = "{policy: fifo, priority: 10, cpus: [0]}"
+CLIENT_PRIORITY = 5
+
+
+@contextlib.contextmanager
+def placed_client(placed: bool) -> Iterator[str]:
+    """This process on CPU 0 at SCHED_FIFO 5 (children reset on fork); undone on exit."""
+    if not placed:
+        yield "normal policy, any CPU"
+        return
+    affinity = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {0})
+    placement = f"CPU 0, SCHED_FIFO {CLIENT_PRIORITY}"
+    try:
+        policy = os.SCHED_FIFO | os.SCHED_RESET_ON_FORK
+        os.sched_setscheduler(0, policy, os.sched_param(CLIENT_PRIORITY))
+    except OSError as exc:  # not root: measured anyway, and said
+        placement = f"CPU 0, normal policy (SCHED_FIFO refused: {exc.strerror})"
+    try:
+        yield placement
+    finally:
+        os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))
+        os.sched_setaffinity(0, affinity)
+
+
+def trips(n: int, load: bool = False, placed: bool = True) -> dict[str, Any]:
     """``n`` halts over the Unix socket, each timed until the observer reads HALTED."""
     cores = os.cpu_count() or 1
+    placed = placed and cores >= 2
     budget_s = 60 + n * 0.05
-    with tempfile.TemporaryDirectory(prefix="bench-ks-") as tmpdir, agent(Path(tmpdir)) as ag:
+    scheduling = AGENT_SCHEDULING if placed else ""
+    with (
+        tempfile.TemporaryDirectory(prefix="bench-ks-") as tmpdir,
+        agent(Path(tmpdir), scheduling) as ag,
+    ):
         client = AgentClient(socket_path=ag.socket, timeout_s=STEP_TIMEOUT_S)
-        checked(client.request(Command.RESET, who="bench", reason="start"))
-        observer = Observer(ag.state_file, budget_s)
+        applied = checked(client.request(Command.STATUS, who="bench")).result or {}
+        observer = Observer(ag.state_file, budget_s, cpu=1 if placed else None)
         samples: list[int] = []
         try:
+            checked(client.request(Command.RESET, who="bench", reason="start"))
             state, _unused = observer.next()
             if state != TradingState.ACTIVE:
                 raise RuntimeError(f"the observer starts in state {state}, not ACTIVE")
-            with hogs(cores if load else 0, budget_s):
+            with hogs(cores if load else 0, budget_s), placed_client(placed) as client_placement:
                 for i in range(n):
                     halt = encode_request(Command.HALT, who="bench", reason=f"trial {i}")
                     reset = encode_request(Command.RESET, who="bench", reason=f"trial {i}")
@@ -225,6 +272,12 @@ def trips(n: int, load: bool = False) -> dict[str, Any]:
             observer.close()
     figures = summary_us(samples)
     figures["hogs"] = cores if load else 0
+    figures["placement"] = {
+        "agent": applied.get("agent", {}).get("scheduling"),
+        "observer": "CPU 1, normal policy" if placed else "normal policy, any CPU",
+        "client": client_placement,
+        "hogs": "normal policy, placed by the kernel",
+    }
     return figures
 
 

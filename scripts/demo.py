@@ -482,11 +482,28 @@ def main() -> int:
     wait_for(SIM, "the simulator", lambda s: "orders_total" in s)
     say("sim", "FIX 4.4 acceptor on 127.0.0.1:9878-9880, admin API on 127.0.0.1:9877")
 
-    banner("3. Build two releases of the reference strategy")
+    banner(
+        "3. Install the kill-switch agent, before anything trades (tradeops.algo.killswitch_agent)"
+    )
+    say("demo", "its own risk session (ACC1_RISK), a drop copy of every execution (ACC1_DC),")
+    say("demo", "breakers: exposure > 150 lots a symbol, > 40 new orders a second: halt;")
+    say("demo", "on a halt: freeze the strategy, mass cancel, stop it, flatten.")
+    say("demo", "The deploy refuses a host whose agent is not live (release_require_agent).")
+    agent_vars = {
+        "killswitch_agent_user": getpass.getuser(),
+        "killswitch_agent_allowed_uids": [os.getuid()],
+        "killswitch_agent_extra_config": agent_extra_config(),
+    }
+    playbook("killswitch_agent", "-e", json.dumps(agent_vars))
+    status = wait_agent("the risk session", lambda s: (s.get("risk") or {}).get("logged_on"))
+    say("agent", "tradeops agent status:")
+    show_agent(status)
+
+    banner("4. Build two releases of the reference strategy")
     first = build("1.0.0")
     second = build("1.1.0")
 
-    banner("4. Deploy 1.0.0: lock, preflight, snapshot, stage, gate, cutover, verify, unlock")
+    banner("5. Deploy 1.0.0: lock, preflight, snapshot, stage, gate, cutover, verify, unlock")
     deploy("1.0.0", first)
     wait_for(REFAPP, "the strategy to log on", lambda s: (s.get("session") or {}).get("logged_on"))
 
@@ -497,22 +514,18 @@ def main() -> int:
     else:
         say("refapp", f"logged on; the host is {state} (an earlier demo reset it)")
 
-    banner("5. An operator resets the host to ACTIVE, with an identity and a reason")
-    operator = os.environ.get("USER") or "operator"
-    subprocess.run(
-        [
-            *(str(BIN / "tradeops"), "reset", "--root", str(ROOT)),
-            *("--who", f"{operator} (demo)", "--reason", "demo: go live on the simulator"),
-        ],
-        check=True,
-        capture_output=True,
+    banner(
+        "6. An operator resets the host to ACTIVE through the agent, with an identity and a reason"
     )
+    operator = os.environ.get("USER") or "operator"
+    if state != "ACTIVE":
+        operator_reset(f"{operator} (demo)", "demo: go live on the simulator")
     say("host", f"{state} -> ACTIVE by {operator} (demo), audited in state/audit.jsonl")
 
-    banner("6. The strategy trades against the simulator")
+    banner("7. The strategy trades against the simulator")
     show_trading(8)
 
-    banner("7. Deploy 1.1.0 the same way; the running process reports the new release")
+    banner("8. Deploy 1.1.0 the same way; the running process reports the new release")
     deploy("1.1.0", second)
     status = wait_for(
         REFAPP, "1.1.0 to run", lambda s: str(s.get("release_id", "")).startswith("1.1.0")
@@ -522,7 +535,7 @@ def main() -> int:
     )
     show_trading(6)
 
-    banner("8. The gate refuses a tampered artifact: nothing is activated")
+    banner("9. The gate refuses a tampered artifact: nothing is activated")
     # This run's own payload gives 1.2.0 a digest (and release id) of its own, so
     # that an earlier demo's verified copy on the host is not reused.
     payload = REPO / ".demo" / "payload-1.2.0"
@@ -535,7 +548,7 @@ def main() -> int:
     status = get_json(REFAPP) or {}
     say("refapp", f"still running release {status.get('release_id')}: no host was touched")
 
-    banner("9. A release that fails after cutover is switched back by itself")
+    banner("10. A release that fails after cutover is switched back by itself")
     say(
         "demo",
         "deploying 1.2.0 with a setting its strategy rejects at start "
@@ -553,12 +566,12 @@ def main() -> int:
     )
     say("refapp", f"running release {status['release_id']} again, read from the process")
 
-    banner("10. The release log (order from the log, never from mtime)")
+    banner("11. The release log (order from the log, never from mtime)")
     say("releases", "the newest entries; a release switched back from is logged rolled-back,")
     say("releases", "so that no later rollback can return to it")
     show_release_log(8)
 
-    banner("11. Drift is refused: a hand-made copy swapped in under current")
+    banner("12. Drift is refused: a hand-made copy swapped in under current")
     active = Path(os.readlink(ROOT / "current")).name
     copy = ROOT / "releases" / f"{active}-hotfix"
     subprocess.run(["cp", "-a", str(ROOT / "releases" / active), str(copy)], check=True)
@@ -576,7 +589,7 @@ def main() -> int:
         shutil.rmtree(copy)
     say("demo", f"current is back on {active}, the copy removed; the release log adopted nothing")
 
-    banner("12. Code and config move together: a flag changed under the same release")
+    banner("13. Code and config move together: a flag changed under the same release")
     before = get_json(REFAPP) or {}
     say("demo", "deploy 1.1.0 again, with refapp_spread_bps=7 (a flag), then with it put back")
     for extra in ('{"refapp_spread_bps": 7}', "{}"):
@@ -592,28 +605,15 @@ def main() -> int:
     same = before.get("config_sha256") == after.get("config_sha256")
     say("demo", f"the config is the one it started with: {same}")
 
-    banner("13. The fleet as it really is (tradeops.algo.status)")
+    banner("14. The fleet as it really is (tradeops.algo.status)")
     show_status(playbook("status", "-e", f"tradeops_status_url={REFAPP}"))
 
-    banner("14. Install the kill-switch agent here (tradeops.algo.killswitch_agent)")
-    say("demo", "its own risk session (ACC1_RISK), a drop copy of every execution (ACC1_DC),")
-    say("demo", "breakers: exposure > 150 lots a symbol, > 40 new orders a second: halt;")
-    say("demo", "on a halt: freeze the strategy, mass cancel, stop it, flatten")
-    agent_vars = {
-        "killswitch_agent_user": getpass.getuser(),
-        "killswitch_agent_allowed_uids": [os.getuid()],
-        "killswitch_agent_extra_config": agent_extra_config(),
-    }
-    playbook("killswitch_agent", "-e", json.dumps(agent_vars))
-    status = wait_agent("the risk session", lambda s: (s.get("risk") or {}).get("logged_on"))
-    say("agent", "tradeops agent status:")
+    banner("15. The agent has watched every step: its view now")
+    status = wait_agent("ACTIVE", lambda s: s["state"]["state"] == "ACTIVE")
     show_agent(status)
-    if status["state"]["state"] != "ACTIVE":
-        say("host", operator_reset(f"{operator} (demo)", "demo: the agent is watching"))
-    wait_agent("ACTIVE", lambda s: s["state"]["state"] == "ACTIVE")
     show_trading(2)
 
-    banner("15. Knight, 1 Aug 2012: a flag wakes dead code that ignores the trading state")
+    banner("16. Knight, 1 Aug 2012: a flag wakes dead code that ignores the trading state")
     say("demo", "deploy 1.1.0 with refapp_fault_mode=runaway and ignore_trading_state=true:")
     say("demo", "marketable buys at 100 a second, no limit, no state check: only the agent")
     say("demo", "(its breakers on its own drop copy, SIGSTOP, the mass cancel) can stop it")
@@ -628,7 +628,7 @@ def main() -> int:
     )
     knight_timeline(since)
 
-    banner("16. The book at the venue (GET /state), not the agent's own bookkeeping")
+    banner("17. The book at the venue (GET /state), not the agent's own bookkeeping")
     state = get_json(SIM) or {}
     positions = {p["symbol"]: p["qty"] for p in state.get("positions") or []
                  if p.get("account") == "ACC1"}  # fmt: skip
@@ -639,7 +639,7 @@ def main() -> int:
     say("agent", f"halt sequence ok: {status['enforcement']['ok']}, "
                  f"{status['enforcement']['total_ms']} ms in all")  # fmt: skip
 
-    banner("17. An operator resets the host through the agent (tradeops reset --who --reason)")
+    banner("18. An operator resets the host through the agent (tradeops reset --who --reason)")
     answer = operator_reset(
         f"{operator} (demo)", "demo: runaway understood, release fixed", timeout=5, force=True
     )
@@ -651,7 +651,7 @@ def main() -> int:
     say("demo", "stays suppressed until it clears once); it did not restart the strategy nor")
     say("demo", "reopen positions: the runaway release stays stopped until a good one is deployed")
 
-    banner("18. Deploy the good configuration of 1.1.0 again: the strategy trades again")
+    banner("19. Deploy the good configuration of 1.1.0 again: the strategy trades again")
     deploy("1.1.0", second)
     wait_for(REFAPP, "the strategy to log on", lambda s: (s.get("session") or {}).get("logged_on"))
     show_trading(4)

@@ -111,7 +111,11 @@ def write_state(
 
 
 def publish_in_place(
-    path: str | os.PathLike[str], state: TradingState, reason: str = "", who: str = ""
+    path: str | os.PathLike[str],
+    state: TradingState,
+    reason: str = "",
+    who: str = "",
+    lock_fd: int | None = None,
 ) -> StateRecord | None:
     """Overwrite the live file's record in place, so that a trip is seen at once.
 
@@ -122,12 +126,17 @@ def publish_in_place(
     that catches the 64 bytes half written fails the CRC and reads HALTED,
     which is where a trip goes anyway. Returns the record it replaced, or None
     when there is no valid file to write in (then only :func:`write_state`
-    can publish).
+    can publish). ``lock_fd``: the lock file, already open (a writer on the
+    halt's path keeps it open; the lock file is never replaced).
     """
     target = os.fspath(path)
     try:
         # Plain descriptors, no file objects: this is on the halt's path.
-        lock = os.open(target + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        lock = (
+            os.open(target + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            if lock_fd is None
+            else lock_fd
+        )
         try:
             fcntl.flock(lock, fcntl.LOCK_EX)
             fd = os.open(target, os.O_RDWR | os.O_CLOEXEC)
@@ -139,7 +148,10 @@ def publish_in_place(
             finally:
                 os.close(fd)
         finally:
-            os.close(lock)  # releases the lock
+            if lock_fd is None:
+                os.close(lock)  # releases the lock
+            else:
+                fcntl.flock(lock, fcntl.LOCK_UN)
     except OSError:
         return None
     return current

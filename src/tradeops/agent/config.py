@@ -17,6 +17,7 @@ Example (every key but ``format`` and ``root`` may be left out)::
       path: /srv/tradeops/run/agent-liveness # default <root>/run/agent-liveness
       interval_s: 0.05
     replay_window_s: 5
+    scheduling: {policy: fifo, priority: 10, cpus: [0]}  # default: the service manager's
     limits: {max_clients: 64, idle_timeout_s: 30, max_errors_per_connection: 8}
     log: /srv/tradeops/shared/log/agent.jsonl  # default: stderr
     # The assembly sections (all optional; parsed in ``sections.py``):
@@ -63,6 +64,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tradeops.agent.protocol import DEFAULT_WINDOW_S
+from tradeops.agent.scheduling import POLICIES, SchedulingConfig
 from tradeops.releases.layout import Layout
 
 if TYPE_CHECKING:
@@ -131,6 +133,7 @@ class AgentConfig:
     replay_window_s: float = DEFAULT_WINDOW_S
     limits: Limits = field(default_factory=Limits)
     log: Path | None = None
+    scheduling: SchedulingConfig = field(default_factory=SchedulingConfig)
     sections: Sections | None = None  # risk, drop copy, breakers, ... (None: none of them)
 
     @property
@@ -209,12 +212,32 @@ def _listen(value: object, where: str) -> tuple[str, int]:
     return host, _int(int(port), f"{where} port", 0, 65535)
 
 
+def _scheduling(data: object, where: str) -> SchedulingConfig:
+    s = _section(data, where, {"policy", "priority", "nice", "cpus"})
+    policy = s.get("policy", "other")
+    if policy not in POLICIES:
+        raise ConfigError(f"{where}.policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+    cpus = s.get("cpus")
+    try:
+        return SchedulingConfig(
+            policy=policy,
+            priority=_int(s.get("priority", 0), f"{where}.priority", 0, 99),
+            nice=None if s.get("nice") is None else _int(s["nice"], f"{where}.nice", -20, 19),
+            cpus=None if cpus is None else _ids(cpus, f"{where}.cpus"),
+        )
+    except ValueError as exc:
+        if isinstance(exc, ConfigError):
+            raise
+        raise ConfigError(f"{where}: {exc}") from None
+
+
 def parse_config(data: object, source: str = "config") -> AgentConfig:
     """Validate the loaded document ``data``; raise ``ConfigError`` on anything wrong."""
     top = _section(
         data,
         source,
         {"format", "root", "unix", "tcp", "liveness", "replay_window_s", "limits", "log"}
+        | {"scheduling"}
         | SECTION_KEYS,
         {"format", "root"},
     )
@@ -266,6 +289,7 @@ def parse_config(data: object, source: str = "config") -> AgentConfig:
         _int(lim.get("read_size", 4096), f"{source}: limits.read_size", 64, 65536),
     )
     log = top.get("log")
+    scheduling = _scheduling(top.get("scheduling", {}), f"{source}: scheduling")
     sections = None
     if SECTION_KEYS & set(top):
         from tradeops.agent.sections import parse_sections
@@ -281,6 +305,7 @@ def parse_config(data: object, source: str = "config") -> AgentConfig:
         ),
         limits=limits,
         log=None if log is None else _path(log, f"{source}: log"),
+        scheduling=scheduling,
         sections=sections,
     )
 

@@ -6,7 +6,10 @@ command is answered at once. The sequence never runs twice concurrently: a
 halt arriving while it runs queues one more run after it. Steps, in order:
 
 1. ``freeze``: SIGSTOP every strategy pid at once (their managers give the
-   pids); a runaway cannot send one more order. Skipped with ``on_halt: none``.
+   pids); a runaway cannot send one more order. The kernel stops a process
+   when it next runs, so the step waits (at most ``FREEZE_CONFIRM_S``) until
+   ``/proc`` shows each one stopped, and is ok only then. Skipped with
+   ``on_halt: none``.
 2. ``cancel_all``: mass cancel on the warm risk session, confirmed by the
    venue's mass status (clean only when the venue says zero working orders).
 3. ``stop`` (``on_halt: stop``): each manager stops its program without restart
@@ -33,7 +36,7 @@ from typing import Any
 from tradeops.agent.flatten import RiskEnforcer
 from tradeops.agent.metrics import AgentMetrics
 from tradeops.agent.notify import Level, Message, Notifier
-from tradeops.agent.procs import Pid, freeze, kill_if_alive, manager, resolve
+from tradeops.agent.procs import Pid, freeze, kill_if_alive, manager, proc_state, resolve
 from tradeops.agent.riskreport import CancelReport
 from tradeops.agent.sections import EnforcementConfig, OnHalt
 from tradeops.agent.state import Refused
@@ -42,6 +45,8 @@ from tradeops.log import EventLog
 DETAIL_CHARS = 160  # of a step's detail kept for ``status`` (one frame holds the answer)
 POLL_S = 0.02
 DEATH_WAIT_S = 5.0  # after SIGKILL
+FREEZE_CONFIRM_S = 0.1  # until /proc shows every SIGSTOPped process stopped
+FREEZE_POLL_S = 0.0005
 
 
 @dataclass(slots=True)
@@ -225,12 +230,24 @@ class Enforcement:
 
     async def _freeze(self) -> tuple[list[Pid], bool, str]:
         pids = await asyncio.to_thread(self._resolve)
+        sent = time.monotonic()
         done = freeze(pids)
+        running = list(pids)
+        for _attempt in range(int(FREEZE_CONFIRM_S / FREEZE_POLL_S) + 1):
+            running = [p for p in running if not p.cannot_run()]
+            if not running or time.monotonic() - sent > FREEZE_CONFIRM_S:
+                break
+            await asyncio.sleep(FREEZE_POLL_S)
+        waited = round((time.monotonic() - sent) * 1000, 3)
+        for p in running:
+            done[p.program] += f" (not stopped after {waited} ms: state {proc_state(p.pid)})"
         missing = sorted(set(self.managers) - {p.program for p in pids})
         detail = "; ".join(f"{k}: {v}" for k, v in done.items())
+        if pids and not running:
+            detail += f"; stopped within {waited} ms"
         if missing:
             detail += ("; " if detail else "") + f"not running: {', '.join(missing)}"
-        return pids, True, detail or "no process"
+        return pids, not running, detail or "no process"
 
     def _resolve(self) -> list[Pid]:
         pids = []

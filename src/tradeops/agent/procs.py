@@ -58,6 +58,12 @@ class Pid:
             return False
         return proc_state(self.pid) not in (None, "Z", "X")
 
+    def cannot_run(self) -> bool:
+        """Stopped (T, t), dead, or no longer this process: it sends nothing more."""
+        if start_time(self.pid) != self.started:
+            return True
+        return proc_state(self.pid) in (None, "Z", "X", "T", "t")
+
     def signal(self, sig: signal.Signals) -> bool:
         """Send ``sig`` if it is still this process; True when sent."""
         if not self.alive():

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
 from tradeops import __version__
+from tradeops.agent import scheduling
 from tradeops.agent.auth import (
     KeyRing,
     NonceCache,
@@ -224,6 +225,7 @@ class Agent:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._started = 0.0
+        self.scheduling: dict[str, Any] = {}
 
     @property
     def machine(self) -> StateMachine:
@@ -318,6 +320,7 @@ class Agent:
                 "version": __version__,
                 "uptime_s": round(time.monotonic() - self._started, 3),
                 "tcp": f"{self.tcp_address[0]}:{self.tcp_address[1]}" if self.tcp_address else None,
+                "scheduling": self.scheduling,
             },
             "heartbeats": {k: round((now - v) / 1e9, 3) for k, v in self._heartbeats.items()},
             **self.hooks.status(),
@@ -524,6 +527,11 @@ class Agent:
             self.hooks.beat(time.time())
             await asyncio.sleep(interval)
 
+    def _accept_thread_scheduling(self) -> None:
+        applied = scheduling.apply(self.config.scheduling, this_thread=True)
+        if applied["errors"]:
+            self._loop_call(self.log.event, "scheduling-refused", thread="unix-accept", **applied)
+
     def stop(self) -> None:
         """Ask the agent to stop (from its loop, or a signal handler)."""
         if self._stop is not None:
@@ -546,6 +554,10 @@ class Agent:
         beat: asyncio.Task[None] | None = None
         liveness: LivenessWriter | None = None
         try:
+            # Every thread of now; the accept thread applies it to itself (on_start).
+            self.scheduling = scheduling.apply(self.config.scheduling)
+            if self.scheduling["errors"]:
+                self.log.event("scheduling-refused", **self.scheduling)
             self._machine = StateMachine(self.config.root, clock=self.clock)
             liveness = LivenessWriter(self.config.liveness.path, self.config.liveness.interval_s)
             beat = asyncio.create_task(self._beat(liveness))
@@ -557,6 +569,7 @@ class Agent:
                 window_s=self.config.replay_window_s,
                 on_error=lambda text: self._loop_call(self.log.event, "unix-accept", error=text),
                 clock=self.clock,
+                on_start=self._accept_thread_scheduling,
             )
             acceptor.start()
             if self.config.tcp is not None:
@@ -575,6 +588,7 @@ class Agent:
                 tcp=list(self.tcp_address) if self.tcp_address else None,
                 key_ids=sorted(self.keys),
                 state=self.machine.snapshot.state.name,
+                scheduling=self.scheduling,
             )
             await self.hooks.start(self)
             if ready is not None:

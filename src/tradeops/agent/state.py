@@ -29,6 +29,7 @@ import json
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -142,6 +143,7 @@ class StateMachine:
         # with the record it replaced, for the trip that follows on the agent's loop.
         self._prepublished: StateRecord | None = None
         self._prepublish_lock = threading.Lock()
+        self._lock_fd: int | None = None  # the state file's lock, kept open for the halt's path
         self.snapshot = self._load()
 
     # ------------------------------------------------------------- loading
@@ -314,8 +316,18 @@ class StateMachine:
         halt, on the loop) finds it published and records it as usual.
         """
         with self._prepublish_lock:
+            if self._lock_fd is None:
+                lock = str(self.trading_path) + ".lock"
+                with contextlib.suppress(OSError):
+                    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+                    self._lock_fd = fd
+                    weakref.finalize(self, os.close, fd)
             replaced = publish_in_place(
-                self.trading_path, TradingState.HALTED, reason.value, who or "agent"
+                self.trading_path,
+                TradingState.HALTED,
+                reason.value,
+                who or "agent",
+                lock_fd=self._lock_fd,
             )
             if replaced is not None and self._prepublished is None:
                 self._prepublished = replaced

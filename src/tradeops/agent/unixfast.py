@@ -74,6 +74,7 @@ class UnixAcceptor:
         window_s: float,
         on_error: Callable[[str], None],
         clock: Callable[[], float] = time.time,
+        on_start: Callable[[], None] | None = None,
     ) -> None:
         self._sock = sock
         self._allowed = allowed_to_halt
@@ -82,6 +83,7 @@ class UnixAcceptor:
         self._window_s = window_s
         self._on_error = on_error
         self._clock = clock
+        self._on_start = on_start
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="agent-unix-accept", daemon=True)
 
@@ -98,6 +100,11 @@ class UnixAcceptor:
             self._thread.join(timeout_s)
 
     def _run(self) -> None:
+        if self._on_start is not None:
+            try:
+                self._on_start()  # e.g. take the agent's real-time policy (scheduling.py)
+            except Exception as exc:
+                self._on_error(f"start: {type(exc).__name__}: {exc}")
         while not self._stop.is_set():
             try:
                 conn, _addr = self._sock.accept()

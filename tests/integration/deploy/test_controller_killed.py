@@ -37,7 +37,9 @@ def killed(module_fleet_factory, tmp_path_factory):
     work = tmp_path_factory.mktemp("killed")
     subprocess.run([str(REPO / "scripts/wheelhouse.sh")], check=True, capture_output=True)
     vars_file = work / "vars.json"
-    vars_file.write_text(json.dumps({**EXTRA_VARS, "release_manage_process": False}))
+    # No strategy process (nothing trades here), so no kill-switch agent is required either.
+    no_trading = {"release_manage_process": False, "release_require_agent": False}
+    vars_file.write_text(json.dumps({**EXTRA_VARS, **no_trading}))
     common = ["-i", str(fleet.inventory_path), "-e", f"@{vars_file}", "-e", "target_hosts=kil"]
     boot = run_playbook(
         *common, "tradeops.algo.bootstrap", "-e", f"tradeops_wheelhouse={REPO}/build/wheelhouse"

@@ -60,6 +60,9 @@ def stage(module_fleet_factory, tmp_path_factory):
     assert boot.rc == 0, boot.output[-4000:]
     sim = run_playbook(*common, "tradeops.algo.simulator")
     assert sim.rc == 0, sim.output[-4000:]
+    # Every deploy here passes the plan's check of a live kill-switch agent on each host.
+    agents = run_playbook(*common, "tradeops.algo.killswitch_agent")
+    assert agents.rc == 0, agents.output[-4000:]
     # The simulator role asked for the staging extras: these hosts have them.
     extras = fleet.ssh(fleet.hosts[0], f"{ROOT}/venv/bin/python -c 'import tradeops.sim'")
     assert extras.returncode == 0, extras.stderr
@@ -87,6 +90,8 @@ def stage(module_fleet_factory, tmp_path_factory):
         "2.6.0": build_artifact("2.6.0", work / "r").path,
         "2.7.0": build_artifact("2.7.0", work / "s").path,
         "2.8.0": build_artifact("2.8.0", work / "t").path,
+        # The kill-switch agent required by the plan (issue 13).
+        "2.9.0": build_artifact("2.9.0", work / "u").path,
     }
     return fleet, common, artifacts, work
 
@@ -311,7 +316,12 @@ def _bring_back(stage, name: str) -> None:
     """Start a lost host again as a rebooted host comes back: sshd, then its services."""
     fleet, common, _artifacts, _work = stage
     fleet.up()
-    for playbook in ("tradeops.algo.bootstrap", "tradeops.algo.simulator"):
+    playbooks = (
+        "tradeops.algo.bootstrap",
+        "tradeops.algo.simulator",
+        "tradeops.algo.killswitch_agent",
+    )
+    for playbook in playbooks:
         again = run_playbook(
             *common, "-l", name, playbook, "-e", f"tradeops_wheelhouse={REPO}/build/wheelhouse"
         )
@@ -655,6 +665,30 @@ def test_a_host_with_an_older_library_is_refused_before_anything_is_staged(stage
     assert all(f"{name}: its library" not in output for name in other)
     for each in fleet.hosts:
         assert not list((fleet.host_dir(each) / "releases").glob("2.2.0-*")), each.name
+        assert not (fleet.host_dir(each) / "deploy.lock").exists(), each.name
+
+
+def _agent(fleet, host, action: str) -> None:
+    done = fleet.ssh(
+        host, f"{ROOT}/venv/bin/supervisorctl -c {ROOT}/supervisor/supervisord.conf {action} agent"
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_host_without_a_live_agent_is_refused_before_anything_is_locked(stage) -> None:
+    fleet, _common, _artifacts, _work = stage
+    host = fleet.hosts[2]
+    _agent(fleet, host, "stop")
+    try:
+        output, _before = _knight_case(stage, "2.9.0")
+    finally:
+        _agent(fleet, host, "start")
+    assert "NO LIVE KILL-SWITCH AGENT: nothing was locked or staged on any host" in output
+    assert f"{host.name}: the agent does not answer on its socket" in output, output[-4000:]
+    other = [h.name for h in fleet.hosts if h.name != host.name]
+    assert all(f"{name}: the agent" not in output for name in other)
+    for each in fleet.hosts:
+        assert not list((fleet.host_dir(each) / "releases").glob("2.9.0-*")), each.name
         assert not (fleet.host_dir(each) / "deploy.lock").exists(), each.name
 
 

@@ -65,6 +65,8 @@ def test_pause_leaves_the_process_frozen(tmp_path: Path) -> None:
         enforcement, _audit = _enforcement(tmp_path, pidfile, OnHalt.PAUSE)
         report = asyncio.run(enforcement.run("test", "drill"))
         assert [s.name for s in report.steps] == ["freeze", "cancel_all", "notify"]
+        assert report.steps[0].ok  # confirmed in /proc, not only signalled
+        assert "stopped within" in report.steps[0].detail
         state = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
         assert state == "T"
         assert proc.poll() is None

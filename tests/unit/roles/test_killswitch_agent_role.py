@@ -123,3 +123,24 @@ def test_both_service_definitions_run_the_agent_with_the_rendered_config() -> No
     for template in ("supervisor-program.conf.j2", "systemd.service.j2"):
         text = _render(template, tradeops_root="/srv/x")
         assert "/srv/x/venv/bin/tradeops agent run --config /srv/x/shared/config/agent.yml" in text
+
+
+def test_the_agent_takes_a_real_time_policy_by_default() -> None:
+    config = parse_config(yaml.safe_load(_render("agent.yml.j2", tradeops_root="/srv/x")))
+    assert (config.scheduling.policy, config.scheduling.priority) == ("fifo", 10)
+    empty = _render("agent.yml.j2", tradeops_root="/srv/x", killswitch_agent_scheduling={})
+    assert parse_config(yaml.safe_load(empty)).scheduling.default
+
+
+def test_a_non_root_systemd_agent_is_granted_cap_sys_nice_for_its_policy_only() -> None:
+    root = _render("systemd.service.j2", tradeops_root="/srv/x")
+    user = _render("systemd.service.j2", tradeops_root="/srv/x", killswitch_agent_user="trader")
+    other = _render(
+        "systemd.service.j2",
+        tradeops_root="/srv/x",
+        killswitch_agent_user="trader",
+        killswitch_agent_scheduling={"policy": "other", "nice": -5},
+    )
+    assert "AmbientCapabilities=CAP_SYS_NICE" in user
+    assert "AmbientCapabilities" not in root
+    assert "AmbientCapabilities" not in other
