@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from tradeops.agent.book import Input
 from tradeops.agent.breakers import BreakerSet, Verdict
 from tradeops.agent.config import AgentConfig
 from tradeops.agent.enforce import Enforcement, MeteredEnforcer, venue_working
@@ -107,10 +108,17 @@ class Assembly:
             metrics=self.metrics,
             log=self.log,
             audit=self._audit,
+            drop_copy=self._drop_copy_view if self.feeds is not None else None,
         )
         self.metrics_address: tuple[str, int] | None = None
         self._metrics_server: Any = None
         self._tasks: list[asyncio.Task[None]] = []
+
+    def _drop_copy_view(self) -> tuple[list[str], str | None]:
+        """The drop copy's working orders (ClOrdIDs) and why it is down, for the halt's confirm."""
+        assert self.feeds is not None
+        book = self.feeds.book
+        return [o.cl_ord_id for o in book.working.values()], book.input_down(Input.DROP_COPY)
 
     # ------------------------------------------------------------ lifecycle
     async def start(self, agent: Agent) -> None:

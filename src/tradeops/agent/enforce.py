@@ -11,7 +11,11 @@ halt arriving while it runs queues one more run after it. Steps, in order:
    ``/proc`` shows each one stopped, and is ok only then. Skipped with
    ``on_halt: none``.
 2. ``cancel_all``: mass cancel on the warm risk session, confirmed by the
-   venue's mass status (clean only when the venue says zero working orders).
+   venue's mass status (clean only when the venue says zero working orders),
+   then by the drop copy when one is configured: its book must show no
+   working order within ``DROP_COPY_CONFIRM_S`` (the cancels reach it as
+   execution reports). A drop copy that is down, or still shows orders,
+   makes the step not ok, and its detail says which.
 3. ``stop`` (``on_halt: stop``): each manager stops its program without restart
    (in a thread); whatever is still alive after ``kill_after_s`` gets SIGKILL.
    A frozen process never runs again before it dies. ``pause`` leaves them
@@ -47,6 +51,10 @@ POLL_S = 0.02
 DEATH_WAIT_S = 5.0  # after SIGKILL
 FREEZE_CONFIRM_S = 0.1  # until /proc shows every SIGSTOPped process stopped
 FREEZE_POLL_S = 0.0005
+DROP_COPY_CONFIRM_S = 1.0  # after the venue's mass status, for the drop copy's book
+DROP_COPY_POLL_S = 0.002
+# () -> (working orders in the drop copy's book, why it is down or None)
+DropCopyView = Callable[[], tuple[list[str], str | None]]
 
 
 @dataclass(slots=True)
@@ -153,8 +161,10 @@ class Enforcement:
         metrics: AgentMetrics,
         log: EventLog,
         audit: Callable[..., None],
+        drop_copy: DropCopyView | None = None,
     ) -> None:
         self.config = config
+        self.drop_copy = drop_copy
         self.managers = {p.program: manager(p, root) for p in config.processes}
         self.enforcer = enforcer
         self.notifier = notifier
@@ -265,7 +275,28 @@ class Enforcement:
         if self.enforcer is None:
             return None, False, "no risk session configured: nothing was cancelled"
         report = await self.enforcer.cancel(who, why)
-        return None, report.clean, cancel_summary(report)
+        if not report.clean or self.drop_copy is None:
+            return None, report.clean, cancel_summary(report)
+        confirmed, text = await self._drop_copy_confirms()
+        return None, confirmed, f"{cancel_summary(report)}; {text}"
+
+    async def _drop_copy_confirms(self) -> tuple[bool, str]:
+        """Wait (bounded) until the drop copy's book shows no working order too."""
+        assert self.drop_copy is not None
+        t0 = time.monotonic()
+        working, down = self.drop_copy()
+        for _attempt in range(int(DROP_COPY_CONFIRM_S / DROP_COPY_POLL_S) + 1):
+            working, down = self.drop_copy()
+            if down is not None or not working or time.monotonic() - t0 > DROP_COPY_CONFIRM_S:
+                break
+            await asyncio.sleep(DROP_COPY_POLL_S)
+        ms = round((time.monotonic() - t0) * 1000, 3)
+        if down is not None:
+            return False, f"drop copy down ({down}): not confirmed by it"
+        if working:
+            shown = ", ".join(working[:5])
+            return False, f"drop copy still shows {len(working)} working after {ms} ms: {shown}"
+        return True, f"drop copy: 0 working ({ms} ms)"
 
     async def _stop(self, frozen: list[Pid]) -> tuple[None, bool, str]:
         stops = [

@@ -170,6 +170,7 @@ def test_a_breaker_on_the_drop_copy_halts_the_agent_by_itself_and_empties_the_bo
     assert "exposure" in state["why"]
     report = agent.enforcement()
     assert report["steps"]["cancel_all"]["ok"], report
+    assert "drop copy: 0 working" in report["steps"]["cancel_all"]["detail"], report
     assert working(sim) == []
     assert agent.status()["breakers"]["exposure"][0] == "tripped"
     # The order was cancelled, so the condition no longer holds: an unforced reset re-arms.

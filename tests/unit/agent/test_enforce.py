@@ -14,6 +14,7 @@ from typing import Any
 from tradeops.agent.enforce import Enforcement
 from tradeops.agent.metrics import AgentMetrics
 from tradeops.agent.procs import Pid, PidfileManager, start_time
+from tradeops.agent.riskreport import CancelReport
 from tradeops.agent.sections import EnforcementConfig, OnHalt, ProcessConfig
 from tradeops.log import EventLog
 
@@ -86,3 +87,39 @@ def test_a_pid_is_not_alive_once_a_zombie_or_reused(tmp_path: Path) -> None:
     proc.wait(10)
     assert not Pid("p", proc.pid, 12345).signal(signal.SIGKILL)
     assert PidfileManager(tmp_path / "missing.pid").state("p").pid is None
+
+
+class CleanVenue:
+    """A risk enforcer whose venue always confirms zero working orders."""
+
+    async def cancel(self, who: str, why: str) -> CancelReport:
+        return CancelReport(who, why, "ACC1", clean=True, cancelled_by_mass=2, confirm_ms=1.0)
+
+
+def _confirmed_by(drop_copy: Any) -> tuple[bool, str]:
+    enforcement = Enforcement(
+        EnforcementConfig((), on_halt=OnHalt.NONE), Path("/nonexistent"),
+        enforcer=CleanVenue(), notifier=None, metrics=AgentMetrics(),  # type: ignore[arg-type]
+        log=EventLog("agent", io.StringIO()), audit=lambda event, **f: None, drop_copy=drop_copy,
+    )  # fmt: skip
+    report = asyncio.run(enforcement.run("test", "drill"))
+    step = next(s for s in report.steps if s.name == "cancel_all")
+    return step.ok, step.detail
+
+
+def test_the_venues_zero_is_confirmed_by_the_drop_copy_once_its_cancels_arrive() -> None:
+    views = iter([(["A1", "A2"], None), (["A2"], None)])
+    ok, detail = _confirmed_by(lambda: next(views, ([], None)))
+    assert ok
+    assert "clean=True" in detail
+    assert "drop copy: 0 working" in detail
+
+
+def test_a_drop_copy_that_still_shows_an_order_or_is_down_leaves_the_cancel_not_ok() -> None:
+    ok, detail = _confirmed_by(lambda: (["MANUAL-7"], None))
+    assert not ok
+    assert "drop copy still shows 1 working after" in detail
+    assert "MANUAL-7" in detail
+    ok, detail = _confirmed_by(lambda: ([], "LOGGED_OUT"))
+    assert not ok
+    assert "drop copy down (LOGGED_OUT): not confirmed by it" in detail
