@@ -135,6 +135,7 @@ class Assembly:
         if self.feeds is not None:
             self.feeds.start()
         self._tasks.append(asyncio.create_task(self._watch_risk(), name="risk-metrics"))
+        self._tasks.append(asyncio.create_task(self.enforcement.watch(), name="strategy-pids"))
         self._notify("start", f"agent started {snap.state.name}", Level.INFO, self._describe())
         if agent.machine.adopted_at_start and snap.state is TradingState.HALTED:
             self.log.event("enforce_adopted_halt", who=snap.who, why=snap.why)

@@ -9,7 +9,10 @@ halt arriving while it runs queues one more run after it. Steps, in order:
    pids); a runaway cannot send one more order. The kernel stops a process
    when it next runs, so the step waits (at most ``FREEZE_CONFIRM_S``) until
    ``/proc`` shows each one stopped, and is ok only then. Skipped with
-   ``on_halt: none``.
+   ``on_halt: none``. The pids are asked of the managers ahead of time (every
+   ``WATCH_S``, ``watch``): a halt SIGSTOPs the known ones at once (a
+   supervisord or systemd query costs tens of ms), then asks the managers
+   again and SIGSTOPs any pid it did not know (a restart in between).
 2. ``cancel_all``: mass cancel on the warm risk session, confirmed by the
    venue's mass status (clean only when the venue says zero working orders),
    then by the drop copy when one is configured: its book must show no
@@ -51,6 +54,7 @@ POLL_S = 0.02
 DEATH_WAIT_S = 5.0  # after SIGKILL
 FREEZE_CONFIRM_S = 0.1  # until /proc shows every SIGSTOPped process stopped
 FREEZE_POLL_S = 0.0005
+WATCH_S = 1.0  # the strategies' pids are asked of their managers this often
 DROP_COPY_CONFIRM_S = 1.0  # after the venue's mass status, for the drop copy's book
 DROP_COPY_POLL_S = 0.002
 # () -> (working orders in the drop copy's book, why it is down or None)
@@ -110,6 +114,11 @@ def cancel_summary(report: CancelReport) -> str:
     if report.errors:
         text += f" errors={report.errors[0]}"
     return text
+
+
+def _frozen(pids: list[Pid]) -> list[tuple[Pid, str]]:
+    done = freeze(pids)
+    return [(p, done[p.program]) for p in pids]
 
 
 def venue_working(report: CancelReport) -> int:
@@ -175,6 +184,16 @@ class Enforcement:
         self.runs = 0
         self._task: asyncio.Task[None] | None = None
         self._again: tuple[str, str] | None = None
+        self._known: list[Pid] = []  # the pids of the last resolve (``watch``)
+
+    async def watch(self) -> None:
+        """Keep the strategies' pids known, so that a freeze needs no manager query."""
+        if not self.managers:
+            return
+        while True:
+            if not self.running:
+                self._known = await asyncio.to_thread(self._resolve)
+            await asyncio.sleep(WATCH_S)
 
     @property
     def running(self) -> bool:
@@ -239,9 +258,13 @@ class Enforcement:
         return value
 
     async def _freeze(self) -> tuple[list[Pid], bool, str]:
-        pids = await asyncio.to_thread(self._resolve)
         sent = time.monotonic()
-        done = freeze(pids)
+        known = [p for p in self._known if p.alive()]  # the same process (pid and start time)
+        done = freeze(known)
+        fresh = await asyncio.to_thread(self._resolve)  # a restart since the last watch
+        new = [p for p in fresh if p not in known]
+        done.update({p.program: v + " (not known before the halt)" for p, v in _frozen(new)})
+        pids = known + new
         running = list(pids)
         for _attempt in range(int(FREEZE_CONFIRM_S / FREEZE_POLL_S) + 1):
             running = [p for p in running if not p.cannot_run()]
@@ -260,6 +283,7 @@ class Enforcement:
         return pids, not running, detail or "no process"
 
     def _resolve(self) -> list[Pid]:
+        """Each program's pid from its manager (a thread: the managers block)."""
         pids = []
         for program, mgr in self.managers.items():
             try:

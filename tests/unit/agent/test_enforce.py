@@ -123,3 +123,39 @@ def test_a_drop_copy_that_still_shows_an_order_or_is_down_leaves_the_cancel_not_
     ok, detail = _confirmed_by(lambda: ([], "LOGGED_OUT"))
     assert not ok
     assert "drop copy down (LOGGED_OUT): not confirmed by it" in detail
+
+
+def test_a_pid_known_ahead_is_frozen_without_asking_its_manager(tmp_path: Path) -> None:
+    proc, pidfile = _child(tmp_path)
+    try:
+        enforcement, _audit = _enforcement(tmp_path, pidfile, OnHalt.PAUSE)
+
+        async def halt_after_a_watch() -> Any:
+            watch = asyncio.create_task(enforcement.watch())
+            for _attempt in range(200):  # the first resolve runs at once
+                if enforcement._known:
+                    break
+                await asyncio.sleep(0.01)
+            watch.cancel()
+            return await enforcement.run("test", "drill")
+
+        report = asyncio.run(halt_after_a_watch())
+        freeze_step = report.steps[0]
+        assert freeze_step.ok
+        assert f"SIGSTOP {proc.pid}" in freeze_step.detail
+        assert "not known before the halt" not in freeze_step.detail
+    finally:
+        proc.kill()
+        proc.wait(10)
+
+
+def test_a_pid_nobody_knew_is_still_found_and_frozen(tmp_path: Path) -> None:
+    proc, pidfile = _child(tmp_path)
+    try:
+        enforcement, _audit = _enforcement(tmp_path, pidfile, OnHalt.PAUSE)
+        report = asyncio.run(enforcement.run("test", "drill"))
+        assert f"SIGSTOP {proc.pid} (not known before the halt)" in report.steps[0].detail
+        assert report.steps[0].ok
+    finally:
+        proc.kill()
+        proc.wait(10)
