@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import re
+import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from tradeops.agent.config import parse_config
@@ -144,3 +147,28 @@ def test_a_non_root_systemd_agent_is_granted_cap_sys_nice_for_its_policy_only() 
     assert "AmbientCapabilities=CAP_SYS_NICE" in user
     assert "AmbientCapabilities" not in root
     assert "AmbientCapabilities" not in other
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+@pytest.mark.parametrize("user", ["root", "trader"])
+def test_systemd_accepts_the_rendered_unit(tmp_path: Path, user: str) -> None:
+    """``systemd-analyze verify``: every key known, every value parsed, ExecStart runnable."""
+    tradeops = tmp_path / "venv" / "bin" / "tradeops"
+    tradeops.parent.mkdir(parents=True)
+    tradeops.write_text("#!/bin/sh\n")
+    tradeops.chmod(0o755)
+    unit = tmp_path / "tradeops-agent.service"
+    unit.write_text(
+        _render("systemd.service.j2", tradeops_root=str(tmp_path), killswitch_agent_user=user)
+    )
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(unit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Lines about other units of this machine are not the unit's; its own are named by path.
+    own = [line for line in done.stderr.splitlines() if str(unit) in line]
+    assert done.returncode == 0, done.stderr
+    assert own == [], done.stderr
