@@ -16,7 +16,7 @@ description:
     empty when every host's agent answered on its socket and beat its liveness file
     within the module's C(liveness_max_age).
   - The deploy's plan phase uses it to refuse a run before anything is locked or staged
-    (C(release_require_agent)): a release must never trade on a host without its agent.
+    (C(release_require_agent)), so that a release never trades on a host without its agent.
   - A host with no answer at all (unreachable, skipped) is named too.
 author:
   - tradeops.algo maintainers (@tradeops)

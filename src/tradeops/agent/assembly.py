@@ -38,7 +38,7 @@ from tradeops.agent.notify import Level, Message, Notifier
 from tradeops.agent.reasons import Reason
 from tradeops.agent.risk import CancelPolicy, RiskSession, RiskSessionError
 from tradeops.agent.sections import Sections, read_urls
-from tradeops.agent.server import Agent, StartupError
+from tradeops.agent.server import Agent, StartupError, freeze_heap
 from tradeops.agent.state import Transition
 from tradeops.auditlog import append_audit
 from tradeops.brokers.base import SessionRole
@@ -326,6 +326,7 @@ def run(config: AgentConfig) -> int:
     """Run the assembled agent until SIGTERM or SIGINT; return the exit status."""
     assembly = Assembly(config)
     agent = Agent(config, enforcer=assembly.enforcer, log=assembly.log, hooks=assembly)
+    freeze_heap()
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
