@@ -67,11 +67,15 @@ def write_state(
     state: TradingState | str,
     reason: str = "",
     who: str = "",
+    keep_stricter: bool = False,
 ) -> StateRecord:
     """Atomically replace the state file and return the record written.
 
     Writers are serialised by a lock file next to it; the generation is one more
-    than the current file's (1 for a new or invalid file).
+    than the current file's (1 for a new or invalid file). ``keep_stricter``:
+    when the current file says something stricter than ``state`` (a halt
+    published in place meanwhile), write that record's state, reason and who
+    instead: a trip's late durable write must never loosen a newer halt.
     """
     if isinstance(state, str):
         state = TradingState[state.upper()]
@@ -85,7 +89,10 @@ def write_state(
             old_fd = os.open(target, os.O_RDWR)
         try:
             previous = decode(os.pread(old_fd, RECORD_SIZE, 0)) if old_fd is not None else None
-            generation = (previous.generation if previous and not previous.error else 0) + 1
+            valid = previous is not None and not previous.error
+            generation = (previous.generation if previous and valid else 0) + 1
+            if keep_stricter and previous is not None and valid and previous.state > state:
+                state, reason, who = previous.state, previous.reason, previous.who
             data = encode(state, generation, reason, who)
             tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)

@@ -232,7 +232,12 @@ class StateMachine:
     def _persist(self, snap: Snapshot, event: str, **fields: Any) -> Snapshot:
         """Durably: the trading-state file (what strategies read), then ours, then the audit."""
         reason = snap.reason.value if snap.reason else ""
-        record = write_state(self.trading_path, snap.state, reason=reason, who=snap.who)
+        # A trip's durable write may run after a halt was published in place (the accept
+        # thread's): it must not rename a looser record over it.
+        stricter = event == "trip"
+        record = write_state(
+            self.trading_path, snap.state, reason=reason, who=snap.who, keep_stricter=stricter
+        )
         snap = replace(snap, generation=record.generation)
         self._write_agent_state(snap)
         self._audit(event, snap, **fields)
@@ -280,11 +285,11 @@ class StateMachine:
         with self._prepublish_lock:
             early, self._prepublished = self._prepublished, None
         if target is TradingState.HALTED and prior.state is not TradingState.HALTED:
-            # Nothing is stricter than HALTED: publish before reading anything else
-            # (unless the accept thread already did, for this very halt).
-            replaced = early or publish_in_place(
-                self.trading_path, target, reason.value, who or "agent"
-            )
+            # Nothing is stricter than HALTED: publish before reading anything else, even
+            # when the accept thread already did for this very halt (the flush above may
+            # have renamed a new file over its record); the record it replaced counts.
+            again = publish_in_place(self.trading_path, target, reason.value, who or "agent")
+            replaced = early or again
             published = replaced is not None
             if replaced is not None and replaced.state > prior.state:
                 self._adopt(replaced)  # a halt written behind our back keeps its reason

@@ -196,3 +196,38 @@ def test_a_halt_keeps_the_reason_of_a_halt_written_behind_its_back(tmp_path: Pat
     assert trip.after.state is HALTED
     assert trip.after.reasons == (Reason.AGENT_DOWN, Reason.MANUAL)
     assert "adopt" in [r["event"] for r in _audit(tmp_path)]
+
+
+def test_a_halt_published_early_survives_the_late_durable_write_of_an_earlier_trip(
+    tmp_path: Path,
+) -> None:
+    """REDUCE (durable write still due), then the accept thread publishes a HALT in place."""
+    machine = _active(tmp_path)
+    machine.trip(TradingState.REDUCING, Reason.REJECT_RATE, "bob", "rejects", durable=False)
+    machine.prepublish_halt(Reason.MANUAL, "alice")
+    path = tmp_path / TRADING_STATE
+    assert read_state(path).state is TradingState.HALTED
+    machine.flush()  # the loop's call_soon: REDUCING's rename must not undo the halt
+    assert read_state(path).state is TradingState.HALTED
+    machine.trip(TradingState.HALTED, Reason.MANUAL, "alice", "drill", durable=False)
+    assert read_state(path).state is TradingState.HALTED
+    machine.flush()
+    assert read_state(path).state is TradingState.HALTED
+    assert machine.snapshot.state is TradingState.HALTED
+
+
+def test_the_trip_of_an_early_halt_publishes_again_after_its_own_flush(tmp_path: Path) -> None:
+    """The same, with the earlier trip's durable write left to the halt's trip itself."""
+    machine = _active(tmp_path)
+    machine.trip(TradingState.REDUCING, Reason.REJECT_RATE, "bob", "rejects", durable=False)
+    machine.prepublish_halt(Reason.MANUAL, "alice")
+    machine.trip(TradingState.HALTED, Reason.MANUAL, "alice", "drill", durable=False)
+    assert read_state(tmp_path / TRADING_STATE).state is TradingState.HALTED
+
+
+def test_a_late_trip_write_keeps_a_stricter_record_but_a_reset_loosens(tmp_path: Path) -> None:
+    path = tmp_path / "ts"
+    write_state(path, TradingState.HALTED, "MANUAL", "alice")
+    kept = write_state(path, TradingState.REDUCING, "REJECT_RATE", "bob", keep_stricter=True)
+    assert (kept.state, kept.reason, kept.who) == (TradingState.HALTED, "MANUAL", "alice")
+    assert write_state(path, TradingState.ACTIVE, "", "carol").state is TradingState.ACTIVE
