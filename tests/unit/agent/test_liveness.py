@@ -97,6 +97,7 @@ def test_a_stale_beat_is_not_alive(tmp_path: Path) -> None:
         (_record()[:-1] + bytes([_record()[-1] ^ 1]), "checksum mismatch"),
         (_record(major=2), "unknown format version 2"),
     ],
+    ids=["missing", "empty", "short", "bad-magic", "checksum", "major-2"],  # stable: xdist
 )
 def test_missing_short_corrupt_or_future_major_files_fail_closed(
     tmp_path: Path, content: bytes | None, error: str

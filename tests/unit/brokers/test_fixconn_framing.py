@@ -99,6 +99,7 @@ def test_header_is_read_without_asyncfix():
             None,
         ),
     ],
+    ids=["sender", "target", "sending-time", "poss-dup", "bad-tag"],  # stable ids for xdist
 )
 def test_header_faults_carry_the_fix_reject_reason(frame, reason, tag):
     fault = header_fault(parse_header(frame), "VENUE", "TRADER")

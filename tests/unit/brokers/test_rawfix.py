@@ -52,6 +52,7 @@ def test_split_frames_parses_back_to_back_frames_and_keeps_a_partial_one():
         (build_frame("0", body_length=5), "BodyLength"),
         (build_frame("0").replace(b"8=FIX.4.4", b"8=FIX.4.2"), "8=FIX.4.4"),
     ],
+    ids=["checksum", "body-length", "begin-string"],  # the frames hold the time: stable ids
 )
 def test_split_frames_rejects_bad_frames(frame, message):
     with pytest.raises(FrameError, match=message):
