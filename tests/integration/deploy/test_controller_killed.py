@@ -174,6 +174,7 @@ def settled(fleet, quiet_s: float = 3.0, timeout_s: float = 60.0) -> dict[str, s
     raise AssertionError(f"the hosts kept changing for {timeout_s} s: {last}")
 
 
+@pytest.mark.timeout(600)  # about 230 s idle with its 8-host fixture
 def test_a_controller_killed_in_the_cutover_is_reported_then_converged_on_consent(
     killed,
 ) -> None:
