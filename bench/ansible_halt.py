@@ -23,7 +23,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from killswitch_trip import REPO, Observer, agent
+from killswitch_trip import REPO, Observer, agent, summary
 
 from tradeops.agent.client import AgentClient, checked
 from tradeops.agent.protocol import Command
@@ -31,17 +31,6 @@ from tradeops.tradingstate import TradingState
 
 BIN = Path(sys.executable).parent
 PLAYBOOK_TIMEOUT_S = 120.0
-
-
-def summary_ms(values_ns: list[int]) -> dict[str, Any]:
-    """{p50, p99, max, n} in milliseconds."""
-    ordered = sorted(values_ns)
-    n = len(ordered)
-
-    def pct(p: float) -> float:
-        return round(ordered[min(n - 1, int(p * n))] / 1e6, 1)
-
-    return {"p50": pct(0.50), "p99": pct(0.99), "max": round(ordered[-1] / 1e6, 1), "n": n}
 
 
 def ansible_env(tmp: Path) -> dict[str, str]:
@@ -105,6 +94,6 @@ def baseline(n: int = 10) -> dict[str, Any]:
                         raise RuntimeError(f"trial {i}: the observer read {state} after the reset")
             finally:
                 observer.close()
-    figures = summary_ms(halted)
-    figures["playbook_exit"] = summary_ms(exited)
+    figures = summary(halted, unit_ns=1e6)
+    figures["playbook_exit"] = summary(exited, unit_ns=1e6)
     return figures

@@ -84,15 +84,15 @@ while time.monotonic() < end:
 """
 
 
-def summary_us(values_ns: list[int]) -> dict[str, Any]:
-    """{p50, p99, max, n} in microseconds."""
+def summary(values_ns: list[int], unit_ns: float = 1e3) -> dict[str, Any]:
+    """{p50, p99, max, n} in units of ``unit_ns`` (1e3: microseconds, 1e6: milliseconds)."""
     ordered = sorted(values_ns)
     n = len(ordered)
 
     def pct(p: float) -> float:
-        return round(ordered[min(n - 1, int(p * n))] / 1000, 1)
+        return round(ordered[min(n - 1, int(p * n))] / unit_ns, 1)
 
-    return {"p50": pct(0.50), "p99": pct(0.99), "max": round(ordered[-1] / 1000, 1), "n": n}
+    return {"p50": pct(0.50), "p99": pct(0.99), "max": round(ordered[-1] / unit_ns, 1), "n": n}
 
 
 @dataclass
@@ -270,7 +270,7 @@ def trips(n: int, load: bool = False, placed: bool = True) -> dict[str, Any]:
                         raise RuntimeError(f"trial {i}: the observer read {state} after the reset")
         finally:
             observer.close()
-    figures = summary_us(samples)
+    figures = summary(samples)
     figures["hogs"] = cores if load else 0
     figures["placement"] = {
         "agent": applied.get("agent", {}).get("scheduling"),

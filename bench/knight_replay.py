@@ -62,6 +62,7 @@ sys.path.insert(0, str(REPO / "src"))
 from tradeops.agent.protocol import Command  # noqa: E402
 from tradeops.brokers.base import NewOrder, OrdType, SessionRole, Side  # noqa: E402
 from tradeops.testing.agentproc import AgentProcess, cleanup, short_root, until  # noqa: E402
+from tradeops.testing.faultrig import read_events  # noqa: E402
 from tradeops.testing.riskbook import (  # noqa: E402
     ACCOUNT,
     DC,
@@ -99,19 +100,6 @@ DETECT_BREAKERS: dict[str, Any] = {
 def ts(record: dict[str, Any]) -> float:
     """A log line's ``ts`` (RFC 3339, UTC) as seconds since the epoch."""
     return datetime.fromisoformat(str(record["ts"]).replace("Z", "+00:00")).timestamp()
-
-
-def read_jsonl(path: Path, event: str | None = None) -> list[dict[str, Any]]:
-    """The JSON lines of ``path`` (optionally only ``event``)."""
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        with contextlib.suppress(ValueError):
-            rec = json.loads(line)
-            if isinstance(rec, dict) and (event is None or rec.get("event") == event):
-                out.append(rec)
-    return out
 
 
 def summary_ms(values_s: list[float]) -> dict[str, Any]:
@@ -306,7 +294,7 @@ def measure(
     returncode: int | None,
 ) -> dict[str, Any]:
     """One run's figures, from the simulator's and the agent's logs."""
-    execs = [e for e in read_jsonl(sim.log_file, "exec") if e.get("account") == ACCOUNT]
+    execs = [e for e in read_events(sim.log_file, "exec") if e.get("account") == ACCOUNT]
     new = {}
     for e in execs:
         if e["exec_type"] in ("0", "8", "F") and e["cl_ord_id"] not in new:
@@ -373,7 +361,7 @@ async def _detect_trials(sim: RiskSim, agent: AgentProcess, trials: int) -> list
             trip = agent.log_events("breaker_trip")[before]
             if trip.get("reason") != "WORKING_EXPOSURE":
                 raise RuntimeError(f"trial {i}: tripped {trip}")
-            execs = [e for e in read_jsonl(sim.log_file, "exec") if e.get("cl_ord_id") == cl]
+            execs = [e for e in read_events(sim.log_file, "exec") if e.get("cl_ord_id") == cl]
             samples.append(ts(trip) - ts(execs[0]))
             # Close the position (a reducing order), then an unforced operator reset.
             await entry.take({symbol: Decimal(-10)})

@@ -308,7 +308,8 @@ class Enforcement:
         """Wait (bounded) until the drop copy's book shows no working order too."""
         assert self.drop_copy is not None
         t0 = time.monotonic()
-        working, down = self.drop_copy()
+        working: list[str] = []
+        down: str | None = None
         for _attempt in range(int(DROP_COPY_CONFIRM_S / DROP_COPY_POLL_S) + 1):
             working, down = self.drop_copy()
             if down is not None or not working or time.monotonic() - t0 > DROP_COPY_CONFIRM_S:
