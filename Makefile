@@ -13,7 +13,7 @@ COLLECTION_DIR := .collections/ansible_collections/tradeops/algo
 PYTEST_ARGS ?=
 
 .PHONY: help setup os-deps venv collection wheelhouse test lint ruff mypy ansible-lint \
-	sanity unit integration conformance molecule core-latest demo demo-stop bench build freeze \
+	sanity static unit integration conformance molecule core-latest demo demo-stop bench build freeze \
 	freeze-core clean changelog
 
 help: ## List the targets
@@ -34,8 +34,15 @@ collection:
 wheelhouse: venv
 	@scripts/wheelhouse.sh
 
-test: setup lint unit integration conformance ansible-lint sanity molecule core-latest ## Every quality gate: ruff, pytest, FIX conformance, ansible-lint, ansible-test sanity, molecule, newest core
+# The static gates only read files: they run beside the unit tests (two jobs,
+# each one's output printed whole when it ends). The gates that start fleets,
+# agents and venues run one after the other, as before.
+test: setup ## Every quality gate: ruff, pytest, FIX conformance, ansible-lint, ansible-test sanity, molecule, newest core
+	@$(MAKE) --no-print-directory -j2 --output-sync=target unit static
+	@$(MAKE) --no-print-directory integration conformance molecule core-latest
 	@echo "make test: all gates passed"
+
+static: lint ansible-lint sanity
 
 lint: ruff mypy changelog
 

@@ -72,6 +72,7 @@ def baseline(n: int = 10) -> dict[str, Any]:
                 if state != TradingState.ACTIVE:
                     raise RuntimeError(f"the observer starts in state {state}, not ACTIVE")
                 for i in range(n):
+                    observer.arm()
                     started = time.monotonic_ns()
                     proc = subprocess.Popen(
                         cmd,
@@ -89,6 +90,7 @@ def baseline(n: int = 10) -> dict[str, Any]:
                         raise RuntimeError(f"trial {i}: rc {proc.returncode}, {state}:\n{tail}")
                     halted.append(seen - started)
                     checked(client.request(Command.RESET, who="bench", reason=f"trial {i}"))
+                    observer.arm()
                     state, _unused = observer.next()
                     if state != TradingState.ACTIVE:
                         raise RuntimeError(f"trial {i}: the observer read {state} after the reset")

@@ -13,6 +13,9 @@ targets), measured on this machine in this run:
   again with everything at the normal policy on any CPU (the agent without
   its ``scheduling`` section), n = ``COMPARE_TRIPS``, to show what the
   real-time policy buys;
+* ``trip_to_halted_under_load_strategy_normal_policy_us``: under load with the
+  observer at the normal policy on its core (shared with a hog), n =
+  ``COMPARE_TRIPS``: what a strategy that a hog can preempt sees;
 * ``agent_idle``: the idle agent's CPU share and RSS;
 * ``cancel_all_1000_ms``: the risk session's mass cancel until the venue
   confirms zero of 1,000 resting orders over 50 symbols (``bench_risk_session``);
@@ -66,6 +69,9 @@ def main() -> int:
         key = f"trip_to_halted{name}_default_scheduling_us"
         figures[key] = killswitch_trip.trips(COMPARE_TRIPS, load=load, placed=False)
         print(key, figures[key], flush=True)
+    key = "trip_to_halted_under_load_strategy_normal_policy_us"
+    figures[key] = killswitch_trip.trips(COMPARE_TRIPS, load=True, strategy_fifo=False)
+    print(key, figures[key], flush=True)
     figures["agent_idle"] = killswitch_trip.agent_idle()
     print("agent_idle", figures["agent_idle"], flush=True)
     risk = bench_risk_session.run()
@@ -89,8 +95,9 @@ def main() -> int:
         "trip": "tradeops agent run subprocess; halt over a fresh Unix-socket connection; a"
         " separate process spinning on TradingStateReader.current(); CLOCK_MONOTONIC both sides;"
         " placement: the agent SCHED_FIFO 10 on CPU 0 (its config's scheduling section), the"
-        " halting client SCHED_FIFO 5 on CPU 0, the observer on CPU 1 at the normal policy, the"
-        " hogs at the normal policy placed by the kernel (default_scheduling: all normal, any CPU)",
+        " halting client SCHED_FIFO 5 on CPU 0, the observer (armed per trial) SCHED_FIFO 1 on"
+        " CPU 1, the hogs at the normal policy placed by the kernel (default_scheduling: all"
+        " normal, any CPU; strategy_normal_policy: the observer at the normal policy on CPU 1)",
         "flatten": flat["setup"],
         "cancel_all": risk["setup"],
         "ansible_halt": "ansible-playbook tradeops.algo.kill (module tradeops.algo.killswitch"

@@ -3,12 +3,13 @@
 ``trip_to_halted_us``: a real agent (``tradeops agent run``, a subprocess on a
 temporary root) and a separate observer process that maps the trading-state
 file as a strategy does (``TradingStateReader``) and spins on ``current()``.
-For each trial the benchmark takes ``time.monotonic_ns()``, connects to the
-agent's Unix socket and sends ``halt`` (a fresh connection, as ``tradeops
-agent halt`` makes); the observer writes the ``time.monotonic_ns()`` at which
-it first reads HALTED (CLOCK_MONOTONIC: one clock for every process of the
-host). Then a reset (who, why), and the observer reads ACTIVE again before
-the next trial.
+For each trial the benchmark arms the observer (a byte on a pipe: it spins
+until the next change, then waits), takes ``time.monotonic_ns()``, connects
+to the agent's Unix socket and sends ``halt`` (a fresh connection, as
+``tradeops agent halt`` makes); the observer writes the ``time.monotonic_ns()``
+at which it first reads HALTED (CLOCK_MONOTONIC: one clock for every process
+of the host). Then a reset (who, why), and the observer reads ACTIVE again
+before the next trial.
 
 ``trip_to_halted_under_load_us``: the same with a CPU hog (a busy Python
 loop at the normal policy, placed by the kernel) per core, started and
@@ -16,13 +17,19 @@ stopped by PID.
 
 Placement, as on a production host (docs/agent.md, "Scheduling"): the agent
 runs with its config's ``scheduling: {policy: fifo, priority: 10, cpus: [0]}``
-(CPU 0 the housekeeping core), the observer is pinned to CPU 1 (a strategy on
-its own core), and the halting client (this process) runs on CPU 0 at
-``SCHED_FIFO`` priority 5, below the agent, with ``SCHED_RESET_ON_FORK`` (the
-hogs it starts are normal processes): without it the hog delays the harness's
-own send by a time slice and the figure measures the harness. The same
-placement holds for the idle run. ``trips(..., placed=False)`` measures with
-everything at the normal policy, for comparison (``..._default_scheduling``).
+(CPU 0 the housekeeping core); the observer is a latency-critical strategy on
+its own core: pinned to CPU 1 at ``SCHED_FIFO`` priority 1 (it spins only
+while armed, so the kernel's real-time throttling never stops it); the
+halting client (this process) runs on CPU 0 at ``SCHED_FIFO`` priority 5,
+below the agent, with ``SCHED_RESET_ON_FORK`` (the hogs it starts are normal
+processes): without it the hog delays the harness's own send by a time slice
+and the figure measures the harness. The same placement holds for the idle
+run. ``trips(..., strategy_fifo=False)`` keeps the observer at the normal
+policy on CPU 1: under load it shares its core with a hog and reads HALTED
+only when the kernel runs it again, a time slice later (milliseconds: the
+strategy's own starvation, not the agent's; ``..._strategy_normal_policy``).
+``trips(..., placed=False)`` measures with everything at the normal policy on
+any CPU, for comparison (``..._default_scheduling``).
 
 ``agent_idle``: the agent's CPU share (utime + stime from /proc over a
 window) and RSS while nobody talks to it; its liveness writer still beats.
@@ -57,23 +64,33 @@ PYTHON = sys.executable
 START_TIMEOUT_S = 20.0
 STEP_TIMEOUT_S = 5.0
 
+# Armed by a byte on its "go" pipe, it says so, spins on current() until the
+# state changes, reports the change and waits for the next byte: it spins only
+# while a trial is on, so that at a real-time policy it never meets the
+# kernel's real-time throttling (a process spinning for good would be
+# throttled 50 ms in every second). The harness starts a trial once the
+# observer is spinning: its own wake-up (an idle CPU's, tens of microseconds)
+# is not part of the figure, as a strategy that trades is already running.
 OBSERVER = r"""
 import os, sys, time
 from tradeops_client.tradingstate import TradingStateReader
 reader = TradingStateReader(sys.argv[1])
-out = int(sys.argv[2])
+out, go = int(sys.argv[2]), int(sys.argv[4])
 deadline = time.monotonic() + float(sys.argv[3])
 last = reader.current()
 os.write(out, f"{last.value} {time.monotonic_ns()}\n".encode())
-i = 0
-while True:
-    state = reader.current()
-    if state is not last:
-        os.write(out, f"{state.value} {time.monotonic_ns()}\n".encode())
-        last = state
-    i += 1
-    if i & 0xFFFF == 0 and time.monotonic() > deadline:
-        break
+while time.monotonic() < deadline and os.read(go, 1):
+    os.write(out, b"armed 0\n")
+    i = 0
+    while True:
+        state = reader.current()
+        if state is not last:
+            os.write(out, f"{state.value} {time.monotonic_ns()}\n".encode())
+            last = state
+            break
+        i += 1
+        if i & 0xFFFF == 0 and time.monotonic() > deadline:
+            break
 """
 
 HOG = r"""
@@ -175,23 +192,46 @@ def hogs(count: int, seconds: float) -> Iterator[list[subprocess.Popen[bytes]]]:
 
 
 class Observer:
-    """The strategy stand-in: a process spinning on the trading-state file."""
+    """The strategy stand-in: a process spinning on the trading-state file when armed."""
 
-    def __init__(self, state_file: Path, seconds: float, cpu: int | None = None) -> None:
+    def __init__(
+        self, state_file: Path, seconds: float, cpu: int | None = None, fifo: int = 0
+    ) -> None:
         read_fd, write_fd = os.pipe()
+        go_read, self._go = os.pipe()
         self.proc = subprocess.Popen(
-            [PYTHON, "-c", OBSERVER, str(state_file), str(write_fd), str(seconds)],
+            [PYTHON, "-c", OBSERVER, str(state_file), str(write_fd), str(seconds), str(go_read)],
             env=env(),
-            pass_fds=(write_fd,),
+            pass_fds=(write_fd, go_read),
         )
+        os.close(write_fd)
+        os.close(go_read)
+        self.placement = "normal policy, any CPU"
         if cpu is not None:
             os.sched_setaffinity(self.proc.pid, {cpu})
-        os.close(write_fd)
+            self.placement = f"CPU {cpu}, normal policy"
+        if fifo:
+            try:
+                os.sched_setscheduler(self.proc.pid, os.SCHED_FIFO, os.sched_param(fifo))
+                self.placement = f"CPU {cpu}, SCHED_FIFO {fifo}"
+            except OSError as exc:  # not root: measured anyway, and said
+                self.placement += f" (SCHED_FIFO refused: {exc.strerror})"
         self._fd = read_fd
         self._buf = b""
 
+    def arm(self) -> None:
+        """Have it spin until it sees the next change; return once it spins."""
+        os.write(self._go, b"g")
+        line = self._line(STEP_TIMEOUT_S)
+        if line != b"armed 0":
+            raise RuntimeError(f"the observer answered {line!r} when armed")
+
     def next(self, timeout_s: float = STEP_TIMEOUT_S) -> tuple[int, int]:
         """The next (state value, monotonic_ns) the observer saw."""
+        state, stamp = self._line(timeout_s).split()
+        return int(state), int(stamp)
+
+    def _line(self, timeout_s: float) -> bytes:
         deadline = time.monotonic() + timeout_s
         while b"\n" not in self._buf:
             left = deadline - time.monotonic()
@@ -202,16 +242,17 @@ class Observer:
                 raise RuntimeError("the observer exited")
             self._buf += chunk
         line, self._buf = self._buf.split(b"\n", 1)
-        state, stamp = line.split()
-        return int(state), int(stamp)
+        return line
 
     def close(self) -> None:
         stop(self.proc)
         os.close(self._fd)
+        os.close(self._go)
 
 
 AGENT_SCHEDULING = "{policy: fifo, priority: 10, cpus: [0]}"
 CLIENT_PRIORITY = 5
+STRATEGY_PRIORITY = 1
 
 
 @contextlib.contextmanager
@@ -235,8 +276,16 @@ def placed_client(placed: bool) -> Iterator[str]:
         os.sched_setaffinity(0, affinity)
 
 
-def trips(n: int, load: bool = False, placed: bool = True) -> dict[str, Any]:
-    """``n`` halts over the Unix socket, each timed until the observer reads HALTED."""
+def trips(
+    n: int, load: bool = False, placed: bool = True, strategy_fifo: bool = True
+) -> dict[str, Any]:
+    """``n`` halts over the Unix socket, each timed until the observer reads HALTED.
+
+    ``placed``: the agent, the client and the observer placed as on a
+    production host (else all at the normal policy, on any CPU);
+    ``strategy_fifo``: the observer at ``SCHED_FIFO`` 1 on its core when placed
+    (else at the normal policy there, sharing it with a hog under load).
+    """
     cores = os.cpu_count() or 1
     placed = placed and cores >= 2
     budget_s = 60 + n * 0.05
@@ -247,24 +296,30 @@ def trips(n: int, load: bool = False, placed: bool = True) -> dict[str, Any]:
     ):
         client = AgentClient(socket_path=ag.socket, timeout_s=STEP_TIMEOUT_S)
         applied = checked(client.request(Command.STATUS, who="bench")).result or {}
-        observer = Observer(ag.state_file, budget_s, cpu=1 if placed else None)
+        fifo = STRATEGY_PRIORITY if placed and strategy_fifo else 0
+        observer = Observer(ag.state_file, budget_s, cpu=1 if placed else None, fifo=fifo)
         samples: list[int] = []
         try:
+            state, _unused = observer.next()  # its first read, before or after the reset
             checked(client.request(Command.RESET, who="bench", reason="start"))
-            state, _unused = observer.next()
+            if state != TradingState.ACTIVE:
+                observer.arm()
+                state, _unused = observer.next()
             if state != TradingState.ACTIVE:
                 raise RuntimeError(f"the observer starts in state {state}, not ACTIVE")
             with hogs(cores if load else 0, budget_s), placed_client(placed) as client_placement:
                 for i in range(n):
                     halt = encode_request(Command.HALT, who="bench", reason=f"trial {i}")
                     reset = encode_request(Command.RESET, who="bench", reason=f"trial {i}")
+                    observer.arm()
                     started = time.monotonic_ns()
                     checked(client.send(halt))
                     state, seen = observer.next()
                     if state != TradingState.HALTED:
                         raise RuntimeError(f"trial {i}: the observer read {state}, not HALTED")
                     samples.append(seen - started)
-                    checked(client.send(reset))
+                    checked(client.send(reset))  # answered once ACTIVE is written
+                    observer.arm()
                     state, _unused = observer.next()
                     if state != TradingState.ACTIVE:
                         raise RuntimeError(f"trial {i}: the observer read {state} after the reset")
@@ -274,7 +329,7 @@ def trips(n: int, load: bool = False, placed: bool = True) -> dict[str, Any]:
     figures["hogs"] = cores if load else 0
     figures["placement"] = {
         "agent": applied.get("agent", {}).get("scheduling"),
-        "observer": "CPU 1, normal policy" if placed else "normal policy, any CPU",
+        "observer": observer.placement,
         "client": client_placement,
         "hogs": "normal policy, placed by the kernel",
     }

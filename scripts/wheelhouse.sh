@@ -9,7 +9,22 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=build/wheelhouse
 mkdir -p "$out"
-rm -f "$out"/tradeops-*.whl "$out"/tradeops_staging-*.whl
+# One build at a time: the test workers that run in parallel call this too.
+exec 9>build/.wheelhouse.lock
+flock 9
+# Nothing to do when nothing it packs changed since the last build (the
+# fingerprint of src/, pyproject.toml and this script).
+fingerprint=$(find src pyproject.toml scripts/wheelhouse.sh -type f ! -path '*/__pycache__/*' \
+    ! -path '*.egg-info/*' -print0 | LC_ALL=C sort -z | xargs -0 sha256sum | sha256sum)
+fingerprint=${fingerprint%% *}
+if [[ -f $out/.fingerprint && $(<"$out/.fingerprint") == "$fingerprint" ]] \
+    && compgen -G "$out/tradeops-*.whl" >/dev/null \
+    && compgen -G "$out/tradeops_staging-*.whl" >/dev/null; then
+    wheels=("$out"/*.whl)
+    echo "wheelhouse: ${#wheels[@]} wheels in $out, up to date"
+    exit 0
+fi
+rm -f "$out/.fingerprint" "$out"/tradeops-*.whl "$out"/tradeops_staging-*.whl
 quiet() { "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 # setuptools builds in-tree through build/lib: a stale copy of a package that is
 # no longer in the wheel (the extras) would be packed again.
@@ -46,6 +61,7 @@ EOF
 quiet .venv/bin/python -m pip wheel --quiet --disable-pip-version-check --no-build-isolation \
     --no-deps --wheel-dir "$out" "$stage"
 
+echo "$fingerprint" >"$out/.fingerprint"
 wheels=("$out"/*.whl)
 ours=("$out"/tradeops-*.whl "$out"/tradeops_staging-*.whl)
 echo "wheelhouse: ${#wheels[@]} wheels in $out (${ours[*]##*/})"

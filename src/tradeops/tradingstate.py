@@ -11,6 +11,8 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import threading
+import weakref
 from pathlib import Path
 
 from tradeops_client.tradingstate import (
@@ -43,6 +45,7 @@ __all__ = [
     "STATE_OFFSET",
     "SUPERSEDED_OFFSET",
     "Decision",
+    "InPlacePublisher",
     "StateRecord",
     "TradingState",
     "TradingStateReader",
@@ -162,3 +165,94 @@ def publish_in_place(
     except OSError:
         return None
     return current
+
+
+def _close_all(fds: dict[str, int]) -> None:
+    for fd in fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    fds.clear()
+
+
+class InPlacePublisher:
+    """:func:`publish_in_place` for a writer on the halt's path: its files stay open.
+
+    The lock file and the live file are opened once, not per publish (two
+    opens and two closes less on the path). The live file's descriptor is
+    used while it still is the file at ``path``: :func:`write_state`, which
+    replaces the file under the same lock, marks the old one superseded, and
+    that byte is read with the record; a file replaced by anything else (a
+    restore) is caught after the write by comparing the path's inode, and the
+    record is written again in the new file. A writer that replaces the file
+    itself calls :meth:`reopen` after: the last close of a replaced file frees
+    it (100 µs and more), which belongs off the halt's path; a replaced file
+    found on the path is closed only after the write. Thread-safe; the
+    descriptors are closed by :meth:`close` or when the publisher is collected.
+    """
+
+    ATTEMPTS = 2  # the cached file, then the path opened again
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._mutex = threading.Lock()
+        self._fds: dict[str, int] = {}  # "lock", "live"
+        self._closer = weakref.finalize(self, _close_all, self._fds)
+
+    def publish(self, state: TradingState, reason: str = "", who: str = "") -> StateRecord | None:
+        """Write ``state`` in place; the record it replaced, or None (see publish_in_place)."""
+        stale: list[int] = []
+        try:
+            with self._mutex:
+                try:
+                    lock = self._fds.get("lock")
+                    if lock is None:
+                        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+                        lock = self._fds["lock"] = os.open(self.path + ".lock", flags, 0o644)
+                    fcntl.flock(lock, fcntl.LOCK_EX)
+                    try:
+                        return self._publish_locked(state, reason, who, stale)
+                    finally:
+                        fcntl.flock(lock, fcntl.LOCK_UN)
+                except OSError:
+                    stale.extend(self._fds.values())  # opened afresh next time
+                    self._fds.clear()
+                    return None
+        finally:
+            for fd in stale:  # after the write: closing a replaced file frees it
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+
+    def _publish_locked(
+        self, state: TradingState, reason: str, who: str, stale: list[int]
+    ) -> StateRecord | None:
+        for _attempt in range(self.ATTEMPTS):
+            live = self._fds.get("live")
+            if live is None:
+                live = self._fds["live"] = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            raw = os.pread(live, RECORD_SIZE, 0)
+            if len(raw) > SUPERSEDED_OFFSET and raw[SUPERSEDED_OFFSET]:
+                stale.append(self._fds.pop("live"))  # replaced by write_state: open the path
+                continue
+            current = decode(raw)
+            if current.error:
+                return None
+            os.pwrite(live, encode(state, current.generation + 1, reason, who), 0)
+            mine, named = os.fstat(live), os.stat(self.path)
+            if (mine.st_dev, mine.st_ino) == (named.st_dev, named.st_ino):
+                return current
+            stale.append(self._fds.pop("live"))  # replaced behind the lock: write in the new one
+        return None
+
+    def reopen(self) -> None:
+        """Open the file now at ``path`` (the caller just replaced it); close the old one here."""
+        with self._mutex:
+            old = self._fds.pop("live", None)
+            with contextlib.suppress(OSError):
+                self._fds["live"] = os.open(self.path, os.O_RDWR | os.O_CLOEXEC)
+            if old is not None:
+                os.close(old)
+
+    def close(self) -> None:
+        """Close the files (a later publish opens them again)."""
+        with self._mutex:
+            _close_all(self._fds)

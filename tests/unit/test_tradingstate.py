@@ -12,6 +12,7 @@ from tradeops.brokers.base import Side
 from tradeops.tradingstate import (
     RECORD_SIZE,
     Decision,
+    InPlacePublisher,
     TradingState,
     TradingStateReader,
     check_cancel,
@@ -230,3 +231,51 @@ def test_publish_in_place_needs_a_valid_file(tmp_path):
     assert not publish_in_place(tmp_path / "missing", TradingState.HALTED)
     (tmp_path / "corrupt").write_bytes(b"\0" * 64)
     assert not publish_in_place(tmp_path / "corrupt", TradingState.HALTED)
+
+
+def test_a_publisher_keeps_its_files_open_and_follows_a_file_replaced_by_write_state(tmp_path):
+    path = tmp_path / "trading_state"
+    write_state(path, TradingState.ACTIVE, who="alice")
+    publisher = InPlacePublisher(path)
+    replaced = publisher.publish(TradingState.HALTED, "MANUAL", "ops")
+    assert replaced is not None
+    assert replaced.state is TradingState.ACTIVE
+    assert read_state(path).state is TradingState.HALTED
+    write_state(path, TradingState.ACTIVE, who="carol")  # a new inode; the old one superseded
+    replaced = publisher.publish(TradingState.HALTED, "DRAWDOWN", "breaker")
+    assert replaced is not None
+    assert replaced.who == "carol"
+    record = read_state(path)
+    assert (record.state, record.reason, record.generation) == (TradingState.HALTED, "DRAWDOWN", 4)
+    publisher.close()
+    assert publisher.publish(TradingState.REDUCING) is not None  # opened again after close
+    publisher.close()
+
+
+def test_a_publisher_writes_again_in_a_file_replaced_without_the_superseded_mark(tmp_path):
+    """A restore (a snapshot renamed over the file) does not mark the old file superseded."""
+    path = tmp_path / "trading_state"
+    write_state(path, TradingState.ACTIVE, who="alice")
+    publisher = InPlacePublisher(path)
+    assert publisher.publish(TradingState.REDUCING, "MSG_RATE", "breaker") is not None
+    restored = tmp_path / "restored"
+    restored.write_bytes(encode(TradingState.ACTIVE, 9, who="restore"))
+    os.replace(restored, path)
+    replaced = publisher.publish(TradingState.HALTED, "MANUAL", "ops")
+    assert replaced is not None
+    assert replaced.who == "restore"
+    record = read_state(path)
+    assert (record.state, record.generation) == (TradingState.HALTED, 10)
+    publisher.close()
+
+
+def test_a_publisher_needs_a_valid_file_and_recovers_when_there_is_one(tmp_path):
+    path = tmp_path / "trading_state"
+    publisher = InPlacePublisher(path)
+    assert publisher.publish(TradingState.HALTED) is None  # missing
+    path.write_bytes(b"\0" * 64)
+    assert publisher.publish(TradingState.HALTED) is None  # invalid: only write_state may write
+    write_state(path, TradingState.ACTIVE, who="alice")
+    assert publisher.publish(TradingState.HALTED) is not None
+    assert read_state(path).state is TradingState.HALTED
+    publisher.close()

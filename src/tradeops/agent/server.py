@@ -413,6 +413,23 @@ class Agent:
             return Peer(TCP, text), True
         return self._unix_peer(cast(socket.socket, writer.get_extra_info("socket")))
 
+    def _unix_may_halt(self, sock: socket.socket) -> bool:
+        """Whether this peer may use the socket: the accept thread's check, on the halt's path.
+
+        The same answer as ``_unix_peer``; the peer's uid and primary group are
+        checked first, without the supplementary groups' query or a ``Peer``.
+        """
+        try:
+            _pid, uid, gid = peer_credentials(sock)
+        except OSError:
+            return False
+        unix = self.config.unix
+        if uid in unix.allowed_uids or uid in unix.strategy_uids:
+            return True
+        if gid in unix.allowed_gids or gid in unix.strategy_gids:
+            return True
+        return self._unix_peer(sock)[1]
+
     def _unix_peer(self, sock: socket.socket) -> tuple[Peer, bool]:
         """The Unix-socket peer (its credentials) and whether it may use the socket."""
         try:
@@ -564,8 +581,8 @@ class Agent:
             beat = asyncio.create_task(self._beat(liveness))
             acceptor = UnixAcceptor(
                 unix_sock,
-                allowed_to_halt=lambda conn: self._unix_peer(conn)[1],
-                prepublish=lambda args, who: self.machine.prepublish_halt(args.reason_code, who),
+                allowed_to_halt=self._unix_may_halt,
+                prepublish=self.machine.prepublish_halt,
                 on_socket=lambda conn: self._loop_call(self._adopt_unix, conn),
                 window_s=self.config.replay_window_s,
                 on_error=lambda text: self._loop_call(self.log.event, "unix-accept", error=text),

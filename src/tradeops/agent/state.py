@@ -29,7 +29,6 @@ import json
 import os
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -38,9 +37,9 @@ from typing import Any
 from tradeops.agent.reasons import Reason
 from tradeops.auditlog import append_audit
 from tradeops.tradingstate import (
+    InPlacePublisher,
     StateRecord,
     TradingState,
-    publish_in_place,
     read_state,
     write_state,
 )
@@ -143,7 +142,7 @@ class StateMachine:
         # with the record it replaced, for the trip that follows on the agent's loop.
         self._prepublished: StateRecord | None = None
         self._prepublish_lock = threading.Lock()
-        self._lock_fd: int | None = None  # the state file's lock, kept open for the halt's path
+        self._publisher = InPlacePublisher(self.trading_path)  # its files kept open
         self.snapshot = self._load()
 
     # ------------------------------------------------------------- loading
@@ -238,6 +237,7 @@ class StateMachine:
         record = write_state(
             self.trading_path, snap.state, reason=reason, who=snap.who, keep_stricter=stricter
         )
+        self._publisher.reopen()  # the replaced file is released here, not on a halt's path
         snap = replace(snap, generation=record.generation)
         self._write_agent_state(snap)
         self._audit(event, snap, **fields)
@@ -288,7 +288,7 @@ class StateMachine:
             # Nothing is stricter than HALTED: publish before reading anything else, even
             # when the accept thread already did for this very halt (the flush above may
             # have renamed a new file over its record); the record it replaced counts.
-            again = publish_in_place(self.trading_path, target, reason.value, who or "agent")
+            again = self._publisher.publish(target, reason.value, who or "agent")
             replaced = early or again
             published = replaced is not None
             if replaced is not None and replaced.state > prior.state:
@@ -305,7 +305,7 @@ class StateMachine:
         fields = {"requested": target.name, "reason": reason.value}
         if not published:
             r = after.reason.value if after.reason else ""
-            published = publish_in_place(self.trading_path, state, r, after.who) is not None
+            published = self._publisher.publish(state, r, after.who) is not None
         if durable or not published:
             after = self._persist(after, "trip", **fields)
         else:
@@ -321,19 +321,7 @@ class StateMachine:
         halt, on the loop) finds it published and records it as usual.
         """
         with self._prepublish_lock:
-            if self._lock_fd is None:
-                lock = str(self.trading_path) + ".lock"
-                with contextlib.suppress(OSError):
-                    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-                    self._lock_fd = fd
-                    weakref.finalize(self, os.close, fd)
-            replaced = publish_in_place(
-                self.trading_path,
-                TradingState.HALTED,
-                reason.value,
-                who or "agent",
-                lock_fd=self._lock_fd,
-            )
+            replaced = self._publisher.publish(TradingState.HALTED, reason.value, who or "agent")
             if replaced is not None and self._prepublished is None:
                 self._prepublished = replaced
 

@@ -25,7 +25,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from tradeops.agent import haltframe
 from tradeops.agent.protocol import MAX_FRAME, Command, HaltArgs, ProtocolError, parse_request
+from tradeops.agent.reasons import Reason
 
 ACCEPT_POLL_S = 0.25
 PEEK_S = 0.02
@@ -33,15 +35,17 @@ PEEK_S = 0.02
 # (peer socket) -> whether its uid or groups may send a halt
 PeerCheck = Callable[[socket.socket], bool]
 # (reason code, who) -> None: write HALTED in place
-Prepublish = Callable[[HaltArgs, str], None]
+Prepublish = Callable[[Reason, str], None]
 
 
 def peek_halt(
     conn: socket.socket, now: float, window_s: float, wait_s: float = PEEK_S
-) -> tuple[HaltArgs, str] | None:
-    """The first frame of ``conn``, if it is a valid halt: (its arguments, who); else None.
+) -> tuple[Reason, str] | None:
+    """The first frame of ``conn``, if it is a valid halt: (its reason code, who); else None.
 
-    The bytes are peeked, not read: the event loop reads the frame again.
+    The bytes are peeked, not read: the event loop reads the frame again. The
+    form every tradeops client writes is recognised by ``haltframe`` (a
+    regular expression); any other valid halt by ``parse_request``.
     """
     conn.settimeout(wait_s)
     try:
@@ -53,13 +57,16 @@ def peek_halt(
     end = data.find(b"\n")
     if end < 0:
         return None
+    canonical = haltframe.match(data[:end])
+    if canonical is not None:
+        return canonical
     try:
         request = parse_request(data[:end], now, window_s, lenient=frozenset({Command.HALT}))
     except ProtocolError:
         return None
     if request.cmd is not Command.HALT or not isinstance(request.args, HaltArgs):
         return None
-    return request.args, request.who
+    return request.args.reason_code, request.who
 
 
 class UnixAcceptor:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import socket
 import threading
@@ -10,8 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.agent.agentkit import Running, running_agent
+from tests.unit.agent.agentkit import Running, running_agent, write_config
+from tradeops.agent.config import parse_config
 from tradeops.agent.protocol import Command, encode_request
+from tradeops.agent.server import Agent
+from tradeops.log import EventLog
 from tradeops.tradingstate import TradingState, read_state
 
 BLOCK_S = 1.0
@@ -57,11 +62,25 @@ def _reset(run: Running) -> None:
     assert run.unix.request(Command.RESET, {}, who="alice", reason="start").ok
 
 
-def test_a_halt_is_published_while_the_event_loop_is_busy(tmp_path: Path) -> None:
+def _spaced(frame: bytes) -> bytes:
+    """The same request as JSON with spaces: valid, but not the form our clients write."""
+    return json.dumps(json.loads(frame)).encode() + b"\n"
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        encode_request(Command.HALT, {}, who="ops", reason="runaway"),
+        _spaced(encode_request(Command.HALT, {}, who="ops", reason="runaway")),
+        encode_request(Command.HALT, {}, who="ops", reason="runaway \u00b5s"),
+    ],
+    ids=["canonical", "spaced", "non-ascii"],
+)
+def test_a_halt_is_published_while_the_event_loop_is_busy(tmp_path: Path, frame: bytes) -> None:
     with running_agent(tmp_path) as run:
         _reset(run)
         _block_loop(run, BLOCK_S)
-        sock = _send(run, encode_request(Command.HALT, {}, who="ops", reason="runaway"))
+        sock = _send(run, frame)
         try:
             # Seen within the loop's stall: only the accept thread can have written it.
             assert _wait_for(_state_file(run), TradingState.HALTED, BLOCK_S / 2)
@@ -110,3 +129,29 @@ def test_a_peer_that_may_not_halt_publishes_nothing(tmp_path: Path) -> None:
             assert read_state(path).generation == before.generation  # ...and nothing was written
         finally:
             sock.close()
+
+
+ME, MY_GID, OTHER = os.getuid(), os.getgid(), os.getuid() + 4242
+
+
+@pytest.mark.parametrize(
+    ("unix", "allowed"),
+    [
+        ({"allowed_uids": [ME]}, True),
+        ({"allowed_uids": [OTHER], "strategy_uids": [ME]}, True),
+        ({"allowed_uids": [OTHER], "allowed_gids": [MY_GID]}, True),
+        ({"allowed_uids": [OTHER], "strategy_gids": [MY_GID]}, True),
+        ({"allowed_uids": [OTHER], "allowed_gids": [MY_GID + 4242]}, False),
+    ],
+    ids=["operator-uid", "strategy-uid", "operator-gid", "strategy-gid", "nobody"],
+)
+def test_the_accept_threads_peer_check_agrees_with_the_loops(
+    tmp_path: Path, unix: dict, allowed: bool
+) -> None:
+    agent = Agent(
+        parse_config(write_config(tmp_path, unix=unix)), log=EventLog("agent", io.StringIO())
+    )
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with mine, theirs:
+        assert agent._unix_may_halt(mine) is allowed
+        assert agent._unix_peer(mine)[1] is allowed
