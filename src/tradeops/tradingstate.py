@@ -121,11 +121,7 @@ def write_state(
 
 
 def publish_in_place(
-    path: str | os.PathLike[str],
-    state: TradingState,
-    reason: str = "",
-    who: str = "",
-    lock_fd: int | None = None,
+    path: str | os.PathLike[str], state: TradingState, reason: str = "", who: str = ""
 ) -> StateRecord | None:
     """Overwrite the live file's record in place, so that a trip is seen at once.
 
@@ -136,35 +132,14 @@ def publish_in_place(
     that catches the 64 bytes half written fails the CRC and reads HALTED,
     which is where a trip goes anyway. Returns the record it replaced, or None
     when there is no valid file to write in (then only :func:`write_state`
-    can publish). ``lock_fd``: the lock file, already open (a writer on the
-    halt's path keeps it open; the lock file is never replaced).
+    can publish). A writer on the halt's path keeps an :class:`InPlacePublisher`
+    instead, whose files stay open.
     """
-    target = os.fspath(path)
+    publisher = InPlacePublisher(path)
     try:
-        # Plain descriptors, no file objects: this is on the halt's path.
-        lock = (
-            os.open(target + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            if lock_fd is None
-            else lock_fd
-        )
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            fd = os.open(target, os.O_RDWR | os.O_CLOEXEC)
-            try:
-                current = decode(os.pread(fd, RECORD_SIZE, 0))
-                if current.error:
-                    return None
-                os.pwrite(fd, encode(state, current.generation + 1, reason, who), 0)
-            finally:
-                os.close(fd)
-        finally:
-            if lock_fd is None:
-                os.close(lock)  # releases the lock
-            else:
-                fcntl.flock(lock, fcntl.LOCK_UN)
-    except OSError:
-        return None
-    return current
+        return publisher.publish(state, reason, who)
+    finally:
+        publisher.close()
 
 
 def _close_all(fds: dict[str, int]) -> None:
@@ -175,7 +150,7 @@ def _close_all(fds: dict[str, int]) -> None:
 
 
 class InPlacePublisher:
-    """:func:`publish_in_place` for a writer on the halt's path: its files stay open.
+    """Publish records in place (see :func:`publish_in_place`), the files kept open.
 
     The lock file and the live file are opened once, not per publish (two
     opens and two closes less on the path). The live file's descriptor is

@@ -11,7 +11,7 @@ It may refuse what ``parse_request`` accepts (any other key order, spacing
 or escape): ``peek_halt`` then falls back to ``parse_request``. It must
 never accept what ``parse_request`` refuses, or a frame the agent refuses
 would change the state: a property test checks that every frame it accepts
-parses to the same halt (tests/unit/test_agent_haltframe.py). The pattern is
+parses to the same halt (tests/unit/agent/test_haltframe.py). The pattern is
 built from the protocol's own limits and patterns, so the two cannot drift.
 """
 
