@@ -7,9 +7,12 @@ order:
 
 1. make sure the session is logged on (bounded reconnects);
 2. OrderMassCancelRequest (q, 530=7: every order of the account, whichever
-   session placed it) and wait for the OrderMassCancelReport (r);
-3. OrderMassStatusRequest (AF, 585=7) and collect its ExecType=I reports until
-   the last one (912=Y): "clean" only when the venue answers zero working orders;
+   session placed it) and, right behind it on the session, an
+   OrderMassStatusRequest (AF, 585=7); wait for the OrderMassCancelReport (r)
+   and the status's ExecType=I reports until the last one (912=Y). "Clean"
+   only when the venue answers zero working orders;
+3. if that first answer is not clean (or did not come), ask for the status
+   again now that the mass cancel was acknowledged;
 4. otherwise an OrderCancelRequest (F) for each order the venue still reports,
    then confirm again (bounded rounds);
 5. still not clean: the exchange-side kill switch, when one is injected, then a
@@ -76,6 +79,20 @@ class CancelPolicy:
     request_attempts: int = 3  # tries of one request across reconnects
     connect_attempts: int = 5
     use_kill_switch: bool = True  # the last resort, when a kill switch is injected
+
+
+@dataclass(frozen=True, slots=True)
+class MassCancelSent:
+    """A mass cancel's acknowledgement and the status answer sent right behind it.
+
+    ``status`` is None when that answer failed (the caller asks again); the
+    times are ``time.monotonic()`` values.
+    """
+
+    ack: MassCancelReport
+    acked_at: float
+    status: StatusAnswer | None
+    answered_at: float
 
 
 class _OrderWatch:
@@ -336,21 +353,45 @@ class RiskSession:
         except TimeoutError:
             raise TimeoutError(f"no answer to {what} in {remaining:.3f}s") from None
 
-    async def request_mass_cancel(self, deadline: float) -> MassCancelReport:
-        """Send OrderMassCancelRequest (all orders of the account); await its report."""
+    async def request_mass_cancel(self, deadline: float) -> MassCancelSent:
+        """Send OrderMassCancelRequest (every order of the account) and a status request.
+
+        The OrderMassStatusRequest goes right behind the cancel, without waiting
+        for its report: a venue handles one session's messages in order, so its
+        answer normally sees the book after the cancel, a round trip sooner. An
+        answer that still lists working orders (a venue that cancels after it
+        acknowledges) is only a first look; the caller asks again. Raises
+        RiskSessionError when the venue rejects the mass cancel.
+        """
         cl_ord_id = self.next_id("MC")
         fut: asyncio.Future[MassCancelReport] = asyncio.get_running_loop().create_future()
         self._mass_cancel[cl_ord_id] = fut
+        status: asyncio.Future[StatusAnswer] | None = None
         try:
             await self.fix.mass_cancel(cl_ord_id)
-            report = await self._wait(fut, deadline, f"mass cancel {cl_ord_id}")
+            status = asyncio.ensure_future(self.request_status(deadline))
+            ack = await self._wait(fut, deadline, f"mass cancel {cl_ord_id}")
+            acked_at = time.monotonic()
+            if ack.response == "0":
+                raise RiskSessionError(
+                    f"mass cancel {cl_ord_id} rejected (reason {ack.reject_reason})"
+                )
+            try:
+                answer: StatusAnswer | None = await status
+            except (ConnectionError, TimeoutError, RiskSessionError) as exc:
+                self.log.event(
+                    "risk_request_failed", what="mass_status_after_cancel", error=str(exc)
+                )
+                answer = None
+            return MassCancelSent(ack, acked_at, answer, time.monotonic())
         finally:
             self._mass_cancel.pop(cl_ord_id, None)
-        if report.response == "0":
-            raise RiskSessionError(
-                f"mass cancel {cl_ord_id} rejected (reason {report.reject_reason})"
-            )
-        return report
+            if status is not None and not status.done():
+                status.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await status
+            elif status is not None and not status.cancelled():
+                status.exception()  # retrieved: a failed status nobody awaited is no error
 
     async def request_status(self, deadline: float) -> StatusAnswer:
         """Send OrderMassStatusRequest (all orders); collect reports until the last one."""
@@ -475,13 +516,20 @@ class RiskSession:
         if policy.mass_cancel:
             step = time.monotonic()
             try:
-                mc = await self.retrying(
+                sent = await self.retrying(
                     "mass_cancel", self.request_mass_cancel, deadline, policy, report
                 )
-                report.cancelled_by_mass += mc.total_affected
             except RiskSessionError as exc:
                 report.errors.append(str(exc))
-            report.step("mass_cancel", time.monotonic() - step)
+                report.step("mass_cancel", time.monotonic() - step)
+            else:
+                report.cancelled_by_mass += sent.ack.total_affected
+                report.step("mass_cancel", sent.acked_at - step)
+                if sent.status is not None:
+                    report.step("confirm", max(0.0, sent.answered_at - sent.acked_at))
+                    if sent.status.clean:
+                        report.confirm_ms = round((sent.answered_at - t0) * 1000.0, 3)
+                        return sent.status
         answer: StatusAnswer | None = None
         for round_no in range(policy.per_order_rounds + 1):
             step = time.monotonic()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 from asyncfix import FIXMessage, FTag
@@ -62,6 +63,41 @@ class AcceptorApp(Protocol):
         """An outbound application message was sent (or journaled only)."""
 
 
+class MessageSource(Protocol):
+    """Messages built when a session's writer first reaches them (see ``send_burst``)."""
+
+    def message(self, index: int) -> FIXMessage:
+        """The message at ``index``; built once, whichever session asks first."""
+
+
+class _Single:
+    """A MessageSource of one message already built."""
+
+    __slots__ = ("msg",)
+
+    def __init__(self, msg: FIXMessage) -> None:
+        self.msg = msg
+
+    def message(self, index: int) -> FIXMessage:
+        """The message (``index`` is always 0)."""
+        return self.msg
+
+
+class _Outgoing:
+    """Queued output of one session: messages of a source, in order, due at ``due``."""
+
+    __slots__ = ("due", "indices", "pos", "source", "store")
+
+    def __init__(
+        self, due: float, source: MessageSource, indices: Sequence[int], store: bool
+    ) -> None:
+        self.due = due
+        self.source = source
+        self.indices = indices
+        self.store = store
+        self.pos = 0
+
+
 class SessionAcceptor(TradeopsConnection):
     """One configured session, accepting reconnects."""
 
@@ -94,7 +130,7 @@ class SessionAcceptor(TradeopsConnection):
         self.md_subs: dict[str, set[str]] = {}
         self.logons = 0
         self.peer: Any = None
-        self._outq: deque[tuple[float, FIXMessage, bool]] = deque()
+        self._outq: deque[_Outgoing] = deque()
         self._outq_task: asyncio.Task[None] | None = None
 
     @property
@@ -167,18 +203,33 @@ class SessionAcceptor(TradeopsConnection):
 
         While the session is down the message is journaled for a later resend
         (``store_if_down``) or dropped (market data). ``queued`` hands it to the
-        session's writer task instead of writing it now (a burst: see
-        :meth:`_run_outq`); everything sent after it waits behind it, so the
-        session's order is kept.
+        session's writer task instead of writing it now (see :meth:`_run_outq`);
+        everything sent after it waits behind it, so the session's order is kept.
         """
         delay = self.app.latency_s(self)
         if delay > 0 or self._outq or queued:
-            loop = asyncio.get_running_loop()
-            self._outq.append((loop.time() + delay, msg, store_if_down))
-            if self._outq_task is None:
-                self._outq_task = asyncio.create_task(self._run_outq())
+            self._enqueue(delay, _Single(msg), (0,), store_if_down)
             return
         await self._deliver(msg, store_if_down)
+
+    def send_burst(self, source: MessageSource, indices: Sequence[int]) -> None:
+        """Queue the messages ``indices`` of ``source`` for the writer task, in order.
+
+        Returns at once: the messages are built (by ``source``) and written by
+        the writer task, a slice at a time, so the caller's next inbound message
+        is read meanwhile (a mass cancel's thousands of reports must not hold
+        back the mass status that follows it). Later sends queue behind them.
+        """
+        if indices:
+            self._enqueue(self.app.latency_s(self), source, indices, True)
+
+    def _enqueue(
+        self, delay: float, source: MessageSource, indices: Sequence[int], store: bool
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        self._outq.append(_Outgoing(loop.time() + delay, source, indices, store))
+        if self._outq_task is None:
+            self._outq_task = asyncio.create_task(self._run_outq())
 
     async def _deliver(self, msg: FIXMessage, store_if_down: bool) -> None:
         if not store_if_down and not self.is_live:
@@ -191,25 +242,29 @@ class SessionAcceptor(TradeopsConnection):
         """Write the queued messages in order, giving the loop a turn every ``BURST_SLICE``.
 
         Without the turns, a mass cancel's thousands of reports would be written
-        before any other session's next message is read (the risk session's
-        mass status waited for all of them).
+        before any other session's next message is read.
         """
         loop = asyncio.get_running_loop()
-        written = 0
+        since_turn = 0
         try:
             while self._outq:
-                due, msg, store = self._outq[0]
-                wait = due - loop.time()
+                entry = self._outq[0]
+                wait = entry.due - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                elif written and written % BURST_SLICE == 0:
+                    since_turn = 0
+                elif since_turn >= BURST_SLICE:
                     await asyncio.sleep(0)
-                self._outq.popleft()
-                written += 1
+                    since_turn = 0
+                index = entry.indices[entry.pos]
+                entry.pos += 1
+                if entry.pos == len(entry.indices):
+                    self._outq.popleft()
+                since_turn += 1
                 try:
-                    await self._deliver(msg, store)
+                    await self._deliver(entry.source.message(index), entry.store)
                 except Exception:
-                    self.log.exception("delayed send failed")
+                    self.log.exception("queued send failed")
         finally:
             self._outq_task = None
 

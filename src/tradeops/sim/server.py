@@ -65,6 +65,22 @@ def _run_tag() -> str:
             return out
 
 
+class ReportBurst:
+    """A burst's ExecutionReports, each built by ``build`` once, when first asked for."""
+
+    def __init__(self, build: Callable[[Report], FIXMessage], reports: list[Report]) -> None:
+        self._build = build
+        self._reports = reports
+        self._built: dict[int, FIXMessage] = {}
+
+    def message(self, index: int) -> FIXMessage:
+        """The message of report ``index`` (a MessageSource for the acceptors)."""
+        msg = self._built.get(index)
+        if msg is None:
+            msg = self._built[index] = self._build(self._reports[index])
+        return msg
+
+
 def _msg_type(msg: FIXMessage) -> str:
     return str(msg.msg_type)
 
@@ -263,36 +279,60 @@ class SimServer:
             if a.spec.account == account and a.spec.role == SessionRole.DROP_COPY
         ]
 
-    async def _route(self, reports: list[Report], burst: bool = False) -> None:
-        """Send each ExecutionReport to its recipients and the account's drop copies.
+    def _report_message(self, rep: Report) -> FIXMessage:
+        """The ExecutionReport message of ``rep``; counted and logged (once per report)."""
+        msg = fixapp.exec_report(rep)
+        self.metrics.count(self.metrics.exec_reports, rep.account, rep.exec_type)
+        if not rep.status_only:
+            self.log.event(
+                "exec",
+                account=rep.account,
+                exec_id=rep.exec_id,
+                order_id=rep.order_id,
+                cl_ord_id=rep.cl_ord_id,
+                symbol=rep.symbol,
+                side=rep.side,
+                exec_type=rep.exec_type,
+                ord_status=rep.ord_status,
+                last_qty=str(rep.last_qty),
+                last_px=str(rep.last_px),
+                leaves_qty=str(rep.leaves_qty),
+                text=rep.text,
+            )
+        return msg
 
-        ``burst``: queue them on each session's writer task (in order), so that
-        the other sessions are read while they go out (a mass cancel).
-        """
+    def _targets(self, rep: Report) -> list[SessionAcceptor]:
+        """The sessions that get ``rep``: its recipients, then the account's drop copies."""
+        targets = [self.acceptors[n] for n in sorted(rep.recipients) if n in self.acceptors]
+        if not rep.status_only:
+            targets += [a for a in self._drop_copies(rep.account) if a not in targets]
+        return targets
+
+    async def _route(self, reports: list[Report]) -> None:
+        """Send each ExecutionReport to its recipients and the account's drop copies."""
         for rep in reports:
-            msg = fixapp.exec_report(rep)
-            self.metrics.count(self.metrics.exec_reports, rep.account, rep.exec_type)
-            if not rep.status_only:
-                self.log.event(
-                    "exec",
-                    account=rep.account,
-                    exec_id=rep.exec_id,
-                    order_id=rep.order_id,
-                    cl_ord_id=rep.cl_ord_id,
-                    symbol=rep.symbol,
-                    side=rep.side,
-                    exec_type=rep.exec_type,
-                    ord_status=rep.ord_status,
-                    last_qty=str(rep.last_qty),
-                    last_px=str(rep.last_px),
-                    leaves_qty=str(rep.leaves_qty),
-                    text=rep.text,
-                )
-            targets = [self.acceptors[n] for n in sorted(rep.recipients) if n in self.acceptors]
-            if not rep.status_only:
-                targets += [a for a in self._drop_copies(rep.account) if a not in targets]
+            msg = self._report_message(rep)
+            for acc in self._targets(rep):
+                await acc.send_app(msg)
+
+    def _route_burst(self, reports: list[Report]) -> None:
+        """Hand ``reports`` to the writer task of each session that gets some; return at once.
+
+        A venue's fan-out of a mass cancel's reports does not hold back the next
+        message on the session that asked (its mass status). Each session still
+        gets its reports in order, before anything sent to it later; each report
+        is built, counted and logged once, when the first session writes it.
+        """
+        burst = ReportBurst(self._report_message, reports)
+        per_session: dict[str, tuple[SessionAcceptor, list[int]]] = {}
+        for index, rep in enumerate(reports):
+            targets = self._targets(rep)
+            if not targets:
+                burst.message(index)  # nobody gets it: still counted and logged
             for acc in targets:
-                await acc.send_app(msg, queued=burst)
+                per_session.setdefault(acc.name, (acc, []))[1].append(index)
+        for acc, indices in per_session.values():
+            acc.send_burst(burst, indices)
 
     def _next_report_id(self, prefix: str) -> str:
         self._report_n += 1
@@ -534,7 +574,7 @@ class SimServer:
         await acc.send_app(
             fixapp.mass_cancel_report(report_id, cl_ord_id, req_type, req_type, reports)
         )
-        await self._route(reports, burst=True)
+        self._route_burst(reports)
 
     async def _on_mass_status(self, acc: SessionAcceptor, msg: FIXMessage) -> None:
         req_id = fixapp.req(msg, FTag.MassStatusReqID)

@@ -19,7 +19,7 @@ from tradeops.brokers.base import (
     Side,
 )
 
-from .conftest import connected, run, start_sim
+from .conftest import connected, run, sim_log, start_sim
 
 
 def _execs(client, cl_ord_id: str, exec_type: str | None = None) -> list[Execution]:
@@ -151,6 +151,56 @@ def test_order_mass_cancel_by_security_and_all(sim_config_file):
             )
             assert reps[2].response == "0"
             assert reps[2].reject_reason == "0"
+
+    run(scenario())
+
+
+def test_mass_cancel_reports_keep_each_sessions_order_and_are_logged_once(sim_config_file):
+    """A mass cancel's reports go out from each session's writer task (a burst).
+
+    The risk session's status request, sent right behind the mass cancel, sees
+    the book after it; the owner session gets every cancel before the ack of an
+    order it sends later; the drop copy gets each cancel once, in the same
+    order; the simulator logs each once.
+    """
+    n = 150
+
+    async def scenario():
+        async with (
+            start_sim(sim_config_file) as sim,
+            connected(sim, "ACC1_OE") as c,
+            connected(sim, "ACC1_DC") as dc,
+            connected(sim, "ACC1_RISK") as risk,
+        ):
+            for i in range(n):
+                await c.session.send_order(
+                    NewOrder(f"b{i}", "ESZ5", Side.BUY, Decimal(1), price=Decimal(90))
+                )
+            await c.wait_for(lambda: len(c.of(Execution)) >= n, what=f"{n} acks")
+            await risk.session.mass_cancel("mcb")
+            await risk.session.mass_status("msb")
+            await risk.wait_for(lambda: risk.of(MassCancelReport), what="r")
+            await c.session.send_order(
+                NewOrder("after", "ESZ5", Side.BUY, Decimal(1), price=Decimal(90))
+            )
+            status = await risk.wait_for(
+                lambda: [e for e in risk.of(Execution) if e.exec_type == "I"], what="status"
+            )
+            await c.wait_for(lambda: _execs(c, "after"), what="the later order's ack")
+            await dc.wait_for(
+                lambda: len([e for e in dc.of(Execution) if e.exec_type == "4"]) >= n,
+                what=f"{n} cancels on the drop copy",
+            )
+            owner = c.of(Execution)[n:]
+            copied = [e for e in dc.of(Execution) if e.exec_type == "4"]
+            logged = [e for e in sim_log(sim) if e["event"] == "exec" and e["exec_type"] == "4"]
+        assert [(e.exec_type, e.cl_ord_id) for e in owner] == [
+            *(("4", f"b{i}") for i in range(n)),
+            ("0", "after"),
+        ]
+        assert [e.exec_id for e in copied] == [e.exec_id for e in owner[:n]]
+        assert sorted(e["cl_ord_id"] for e in logged) == sorted(f"b{i}" for i in range(n))
+        assert [(e.tot_num_reports, e.order_id) for e in status] == [(0, "NONE")]
 
     run(scenario())
 
