@@ -35,7 +35,7 @@ import secrets
 import socket
 import stat
 import struct
-from collections.abc import Collection, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Set
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -437,11 +437,52 @@ def peer_allowed(
     uid: int,
     gid: int,
     groups: Iterable[int],
-    allowed_uids: set[int],
-    allowed_gids: set[int],
+    allowed_uids: Set[int],
+    allowed_gids: Set[int],
 ) -> bool:
     """Whether a peer may command the agent: its uid, gid or one of ``groups`` is allowed.
 
     Nothing is allowed implicitly, root included: list uid 0 to allow root.
     """
     return uid in allowed_uids or gid in allowed_gids or not allowed_gids.isdisjoint(groups)
+
+
+def peer_roles(
+    uid: int,
+    gid: int,
+    groups: Callable[[], Iterable[int]],
+    operators: tuple[Set[int], Set[int]],
+    strategies: tuple[Set[int], Set[int]],
+) -> tuple[bool, bool]:
+    """``(operator, strategy)`` of a peer: ``peer_allowed`` against each (uids, gids) pair.
+
+    An operator is not also reported a strategy. ``groups()`` (a system call on
+    the socket) is asked only when the uid and primary group leave it open.
+    """
+    if peer_allowed(uid, gid, (), *operators):
+        return True, False
+    found: tuple[int, ...] = ()
+    if operators[1] or (strategies[1] and not peer_allowed(uid, gid, (), *strategies)):
+        found = tuple(groups())
+    if peer_allowed(uid, gid, found, *operators):
+        return True, False
+    return False, peer_allowed(uid, gid, found, *strategies)
+
+
+def peer_may_connect(
+    uid: int,
+    gid: int,
+    groups: Callable[[], Iterable[int]],
+    operators: tuple[Set[int], Set[int]],
+    strategies: tuple[Set[int], Set[int]],
+) -> bool:
+    """Whether ``peer_roles`` gives the peer a role, with less asked (the halt's path).
+
+    The uid and primary group are tried against both pairs before ``groups()``.
+    """
+    if peer_allowed(uid, gid, (), *operators) or peer_allowed(uid, gid, (), *strategies):
+        return True
+    if not operators[1] and not strategies[1]:
+        return False
+    found = tuple(groups())
+    return peer_allowed(uid, gid, found, *operators) or peer_allowed(uid, gid, found, *strategies)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import gc
 import os
 import signal
@@ -31,7 +32,7 @@ import socket
 import stat
 import struct
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -42,8 +43,9 @@ from tradeops.agent.auth import (
     NonceCache,
     Verified,
     authenticate,
-    peer_allowed,
     peer_credentials,
+    peer_may_connect,
+    peer_roles,
 )
 from tradeops.agent.config import AgentConfig, UnixConfig
 from tradeops.agent.hooks import Hooks, NoHooks
@@ -413,22 +415,20 @@ class Agent:
             return Peer(TCP, text), True
         return self._unix_peer(cast(socket.socket, writer.get_extra_info("socket")))
 
+    def _unix_pairs(self) -> tuple[tuple[Set[int], Set[int]], tuple[Set[int], Set[int]]]:
+        unix = self.config.unix
+        return (unix.allowed_uids, unix.allowed_gids), (unix.strategy_uids, unix.strategy_gids)
+
     def _unix_may_halt(self, sock: socket.socket) -> bool:
         """Whether this peer may use the socket: the accept thread's check, on the halt's path.
 
-        The same answer as ``_unix_peer``; the peer's uid and primary group are
-        checked first, without the supplementary groups' query or a ``Peer``.
+        The same answer as ``_unix_peer`` (``peer_may_connect``), without a ``Peer``.
         """
         try:
             _pid, uid, gid = peer_credentials(sock)
         except OSError:
             return False
-        unix = self.config.unix
-        if uid in unix.allowed_uids or uid in unix.strategy_uids:
-            return True
-        if gid in unix.allowed_gids or gid in unix.strategy_gids:
-            return True
-        return self._unix_peer(sock)[1]
+        return peer_may_connect(uid, gid, functools.partial(peer_groups, sock), *self._unix_pairs())
 
     def _unix_peer(self, sock: socket.socket) -> tuple[Peer, bool]:
         """The Unix-socket peer (its credentials) and whether it may use the socket."""
@@ -436,12 +436,11 @@ class Agent:
             pid, uid, gid = peer_credentials(sock)
         except OSError:
             return Peer(UNIX, "unknown"), False
-        groups = peer_groups(sock)
-        unix = self.config.unix
+        groups = functools.partial(peer_groups, sock)
+        operator, strategy = peer_roles(uid, gid, groups, *self._unix_pairs())
         address = f"pid={pid} uid={uid} gid={gid}"
-        if peer_allowed(uid, gid, groups, set(unix.allowed_uids), set(unix.allowed_gids)):
+        if operator:
             return Peer(UNIX, address, uid), True
-        strategy = peer_allowed(uid, gid, groups, set(unix.strategy_uids), set(unix.strategy_gids))
         return Peer(UNIX, address, uid, strategy=strategy), strategy
 
     async def _send(self, writer: asyncio.StreamWriter, response: Response) -> None:

@@ -13,10 +13,13 @@ import os
 import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.ci import unavailable
 from tests.unit.agent.protokit import (
@@ -40,6 +43,8 @@ from tradeops.agent.auth import (
     load_key,
     peer_allowed,
     peer_credentials,
+    peer_may_connect,
+    peer_roles,
     sign,
     verify,
 )
@@ -466,6 +471,49 @@ def test_peer_allowed_by_uid_or_any_group(
     uid: int, gid: int, groups: list[int], allowed: bool
 ) -> None:
     assert peer_allowed(uid, gid, groups, {1001}, {2000}) is allowed
+
+
+ids = st.frozensets(st.integers(0, 6), max_size=3)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    uid=st.integers(0, 6),
+    gid=st.integers(0, 6),
+    groups=st.lists(st.integers(0, 6), max_size=4),
+    operators=st.tuples(ids, ids),
+    strategies=st.tuples(ids, ids),
+)
+def test_peer_roles_and_may_connect_are_peer_allowed_asking_the_groups_only_when_needed(
+    uid: int,
+    gid: int,
+    groups: list[int],
+    operators: tuple[frozenset[int], frozenset[int]],
+    strategies: tuple[frozenset[int], frozenset[int]],
+) -> None:
+    asked: list[str] = []
+
+    def lazy(who: str) -> Callable[[], list[int]]:
+        def ask() -> list[int]:
+            asked.append(who)
+            return groups
+
+        return ask
+
+    operator = peer_allowed(uid, gid, groups, *operators)
+    strategy = not operator and peer_allowed(uid, gid, groups, *strategies)
+    assert peer_roles(uid, gid, lazy("roles"), operators, strategies) == (operator, strategy)
+    assert peer_may_connect(uid, gid, lazy("connect"), operators, strategies) is (
+        operator or strategy
+    )
+    by_ids = (
+        peer_allowed(uid, gid, (), *operators),
+        peer_allowed(uid, gid, (), *strategies),
+    )
+    roles_open = not by_ids[0] and bool(operators[1] or (strategies[1] and not by_ids[1]))
+    connect_open = not any(by_ids) and bool(operators[1] or strategies[1])
+    assert asked.count("roles") == int(roles_open)
+    assert asked.count("connect") == int(connect_open)
 
 
 @pytest.mark.parametrize("char", ['"', "\\", "😀", "€"])
