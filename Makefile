@@ -13,7 +13,7 @@ COLLECTION_DIR := .collections/ansible_collections/tradeops/algo
 PYTEST_ARGS ?=
 
 .PHONY: help setup os-deps venv collection wheelhouse test lint ruff mypy ansible-lint \
-	sanity static unit integration conformance molecule core-latest demo demo-stop bench build freeze \
+	sanity static unit integration quickfix conformance molecule core-latest demo demo-stop bench build freeze \
 	freeze-core clean changelog
 
 help: ## List the targets
@@ -34,11 +34,13 @@ collection:
 wheelhouse: venv
 	@scripts/wheelhouse.sh
 
-# The static gates only read files: they run beside the unit tests (two jobs,
-# each one's output printed whole when it ends). The gates that start fleets,
-# agents and venues run one after the other, as before.
+# The static gates only read files: they run beside the unit tests, and the
+# QuickFIX wheel (built once per machine) is built in the first free slot (two
+# jobs, each one's output printed whole when it ends). The gates that start
+# fleets, agents and venues run one after the other; the integration tests
+# themselves run on two workers (see `integration`).
 test: setup ## Every quality gate: ruff, pytest, FIX conformance, ansible-lint, ansible-test sanity, molecule, newest core
-	@$(MAKE) --no-print-directory -j2 --output-sync=target unit static
+	@$(MAKE) --no-print-directory -j2 --output-sync=target unit static quickfix
 	@$(MAKE) --no-print-directory integration conformance molecule core-latest
 	@echo "make test: all gates passed"
 
@@ -62,11 +64,18 @@ UNIT_WORKERS ?= 2
 unit: venv
 	$(BIN)/python -m pytest tests/unit -q -n $(UNIT_WORKERS) $(PYTEST_ARGS)
 
+# Two workers, a test file at a time each (--dist loadfile: a module's shared
+# fleet stays on one worker). Each worker places its fleets in its own share of
+# the loopback blocks (tests/integration/conftest.py), so that one worker's
+# fleet never takes the address of a host another worker's test stopped.
+INTEGRATION_WORKERS ?= 2
 integration: setup
-	$(BIN)/python -m pytest tests/integration -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/integration -q -n $(INTEGRATION_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-conformance: venv ## FIX conformance: the simulator and the adapters against QuickFIX and its FIX44.xml
+quickfix: venv
 	@scripts/quickfix-wheel.sh
+
+conformance: quickfix ## FIX conformance: the simulator and the adapters against QuickFIX and its FIX44.xml
 	$(BIN)/python -m pytest tests/conformance -q $(PYTEST_ARGS)
 
 ansible-lint: venv collection

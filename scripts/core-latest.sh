@@ -65,8 +65,21 @@ scripts/wheelhouse.sh >/dev/null
 # The unit tests on two workers (pytest-xdist), as make unit does; the fleet tests serially.
 "$venv/bin/python" -m pytest -q -p no:cacheprovider -m "not volume" -n 2 \
     tests/unit "$@"
+# Sanity only reads files: it runs beside the fleet tests, its output shown after them.
+sanity_log=$(mktemp)
+trap 'rm -f "$sanity_log"' EXIT
+VENV=$venv scripts/sanity.sh >"$sanity_log" 2>&1 &
+sanity_pid=$!
+fleet_status=0
 "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/integration/deploy \
     tests/integration/test_module_paths.py \
-    --ignore=tests/integration/deploy/test_controller_killed.py "$@"
-VENV=$venv scripts/sanity.sh
+    --ignore=tests/integration/deploy/test_controller_killed.py "$@" || fleet_status=$?
+sanity_status=0
+wait "$sanity_pid" || sanity_status=$?
+cat "$sanity_log"
+if ((fleet_status || sanity_status)); then
+    echo "core-latest: FAILED on ansible-core $core (fleet deploy tests: exit $fleet_status," \
+        "sanity: exit $sanity_status)" >&2
+    exit 1
+fi
 echo "core-latest: ansible-core $core on Python $py: unit, fleet deploy and sanity passed"

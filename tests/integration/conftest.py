@@ -8,6 +8,7 @@ it made. Without root/unshare/sshd the test is skipped, except under
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -19,6 +20,7 @@ import pytest
 from tests.ci import unavailable
 from tradeops.testing.fleet import (
     DEFAULT_PORT,
+    FLEET_BLOCKS,
     Fleet,
     FleetError,
     FleetUnavailable,
@@ -40,6 +42,22 @@ def require_fleet() -> None:
     unavailable(reason)
 
 
+def worker_address_blocks() -> list[str] | None:
+    """This pytest-xdist worker's own share of the fleets' loopback blocks, or None.
+
+    The workers of ``make integration`` bring fleets up at the same time: with
+    disjoint blocks, a host that one test stopped never has its address taken
+    by another worker's fleet.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1)
+    if not worker.startswith("gw") or count < 2:
+        return None
+    index = int(worker[2:])
+    share = len(FLEET_BLOCKS) // count
+    return [f"127.0.{b}.11" for b in FLEET_BLOCKS[index * share : (index + 1) * share]]
+
+
 class _Factory:
     def __init__(self) -> None:
         self.created: list[Fleet] = []
@@ -51,7 +69,7 @@ class _Factory:
         last: Exception | None = None
         # Another fleet may grab the same free addresses between probe and bind: retry.
         for _attempt in range(3):
-            first = pinned or find_free_first_address(size, port)
+            first = pinned or find_free_first_address(size, port, worker_address_blocks())
             state_dir = Path(tempfile.mkdtemp(prefix="tof-", dir="/tmp"))
             fleet = Fleet(state_dir, size, name=name, first_address=first, port=port, **kwargs)
             self.created.append(fleet)

@@ -36,6 +36,7 @@ DEFAULT_PORT = 2222
 DEFAULT_DATA_ROOT = "/srv/tradeops"
 REMOTE_PYTHON = "/usr/bin/python3"
 LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
+FLEET_BLOCKS = tuple(range(100, 250))  # 127.0.<block>.11 and up: where test fleets are placed
 STATE_VERSION = 1
 # sshd refuses to start without its privilege separation directory.
 PRIVSEP_DIR = Path("/run/sshd")
@@ -274,7 +275,7 @@ def find_free_first_address(
 ) -> str:
     """Return a first address whose ``size`` consecutive addresses all have ``port`` free."""
     if candidates is None:
-        blocks = list(range(100, 250))
+        blocks = list(FLEET_BLOCKS)
         # Start somewhere different per process so parallel test runs rarely collide.
         start = os.getpid() % len(blocks)
         candidates = [f"127.0.{b}.11" for b in blocks[start:] + blocks[:start]]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,9 +26,15 @@ def wheelhouse() -> Path:
 
 
 @pytest.fixture
-def root(tmp_path: Path) -> Iterator[Path]:
-    """A fresh data root; stops the supervisord the role may have started there."""
-    data_root = tmp_path / "srv" / "tradeops"
+def root() -> Iterator[Path]:
+    """A fresh data root; stops the supervisord the role may have started there.
+
+    Under a short /tmp directory, not ``tmp_path``: supervisord's AF_UNIX
+    socket path (``<root>/run/supervisor.sock``) must stay under 108 bytes, and
+    pytest-xdist's per-worker directories make ``tmp_path`` longer.
+    """
+    base = Path(tempfile.mkdtemp(prefix="thr-", dir="/tmp"))
+    data_root = base / "srv" / "tradeops"
     yield data_root
     pidfile = data_root / "run" / "supervisord.pid"
     if pidfile.exists():
@@ -36,6 +44,7 @@ def root(tmp_path: Path) -> Iterator[Path]:
         )
         if str(data_root).encode() in cmdline:
             os.kill(pid, signal.SIGTERM)
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def bootstrap(root: Path, wheelhouse: Path, *extra: str) -> object:
