@@ -28,6 +28,7 @@ from tradeops.brokers.base import (
     NewOrder,
     OrdType,
     Position,
+    PositionsAck,
     Quote,
     Reject,
     SessionConfig,
@@ -44,6 +45,7 @@ from tradeops_refapp.config import RefAppConfig
 from tradeops_refapp.http import HttpServer, Request, Response
 from tradeops_refapp.metrics import Metrics
 from tradeops_refapp.orders import OrderRecord, OrderStatus, OrderTracker
+from tradeops_refapp.reconcile import PositionsRefused, PositionsRequest, reconcile
 from tradeops_refapp.store import SqlStore, open_store
 from tradeops_refapp.version import release_id, version
 
@@ -120,6 +122,8 @@ class RefApp:
         self._loop_lag_s = 0.0
         self._first_logon_done = False
         self._session_token: object | None = None
+        self._positions_request: tuple[PositionsRequest, asyncio.Future[None]] | None = None
+        self._positions_settled = False  # since the last logon: quote only once it is
         # (symbol, side) -> (monotonic time before which it is not re-quoted, delay)
         self._backoff: dict[tuple[str, Side], tuple[float, float]] = {}
         self._active_since: float | None = None if standby else time.monotonic()
@@ -331,11 +335,50 @@ class RefApp:
                 self.log.event("cancel_stale_orders", count=len(stale))
                 for order in stale:
                     await self.cancel(order, "stale_from_previous_run")
+        await self._reconcile_positions(session)
         self._wake.set()
+
+    async def _reconcile_positions(self, session: BrokerSession) -> None:
+        """Take the venue's positions as the truth after a logon (tradeops_refapp.reconcile).
+
+        Bounded by the venue's connect timeout; without an answer the refapp
+        goes on with its own figures and says so.
+        """
+        request = PositionsRequest(self.next_id("pos"))
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._positions_request = (request, done)
+        try:
+            await session.request_positions(request.req_id)
+            await asyncio.wait_for(done, self.cfg.venue.connect_timeout_s)
+        except (TimeoutError, PositionsRefused, ConnectionError) as exc:
+            self.log.event("positions_unreconciled", req_id=request.req_id, error=str(exc))
+            return
+        finally:
+            self._positions_request = None
+            self._positions_settled = True
+        assert self.store is not None
+        changed = reconcile(self.tracker, request.reports, self.cfg.symbols)
+        for adjustment in changed:
+            self.store.save_position(self.tracker.position(adjustment.symbol))
+            self._update_symbol_metrics(adjustment.symbol)
+            self.log.event(
+                "position_reconciled",
+                symbol=adjustment.symbol,
+                ours=str(adjustment.ours),
+                venue=str(adjustment.venue),
+                avg_px=str(adjustment.avg_px),
+            )
+        self.log.event(
+            "positions_checked",
+            req_id=request.req_id,
+            reports=len(request.reports),
+            changed=[a.symbol for a in changed],
+        )
 
     def _set_logged_on(self, value: bool) -> None:
         if self.logged_on != value:
             self.logged_on = value
+            self._positions_settled = False  # until _reconcile_positions after the logon
             self.metrics.logged_on.set(1 if value else 0)
             self.log.event("session_logged_on" if value else "session_down")
 
@@ -372,12 +415,25 @@ class RefApp:
                     total_affected=event.total_affected,
                     reject_reason=event.reject_reason,
                 )
-            elif isinstance(event, Position):
-                self.log.event("position_report", symbol=event.symbol, qty=str(event.qty))
+            elif isinstance(event, Position | PositionsAck):
+                self._on_positions(event)
         except Exception as exc:  # never let one bad event kill the session's reader
             self.log.event(
                 "event_error", error=f"{type(exc).__name__}: {exc}", kind=type(event).__name__
             )
+
+    def _on_positions(self, event: Position | PositionsAck) -> None:
+        if isinstance(event, Position):
+            self.log.event("position_report", symbol=event.symbol, qty=str(event.qty))
+        pending = self._positions_request
+        if pending is None or pending[1].done():
+            return
+        request, done = pending
+        try:
+            if request.add(event):
+                done.set_result(None)
+        except PositionsRefused as exc:
+            done.set_exception(exc)
 
     def _on_quote(self, q: Quote) -> None:
         # A Quote is the whole top of book (the adapter applies incremental updates).
@@ -705,7 +761,9 @@ class RefApp:
         """Bring every symbol's quotes to their targets (active mode only)."""
         state = self._observe_state()
         await self._expire_unacked()
-        if self.mode != ACTIVE or not self.logged_on or not faults.quotes_normally(self):
+        if self.mode != ACTIVE or not self.logged_on or not self._positions_settled:
+            return
+        if not faults.quotes_normally(self):
             return
         for symbol in self.cfg.symbols:
             mid = quoting.mid_price(self.quotes.get(symbol))

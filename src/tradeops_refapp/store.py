@@ -47,6 +47,9 @@ class Store(Protocol):
     def record_fill(self, fill: Fill, position: PositionState) -> bool:
         """Store a fill and the resulting position; False if the exec_id is known."""
 
+    def save_position(self, position: PositionState) -> None:
+        """Store a position set without a fill of ours (reconciled with the venue)."""
+
     def load_orders(self, live_only: bool = False) -> list[OrderRecord]:
         """Orders, oldest first."""
 
@@ -157,21 +160,30 @@ class SqlStore(migrations.MigrationDriver):
             )
             if cur.rowcount == 0:
                 return False
-            cur.execute(
-                """INSERT INTO positions (symbol, qty, avg_px, realized_pnl, updated_at)
-                   VALUES (?, ?, ?, ?, ?)
-                   ON CONFLICT (symbol) DO UPDATE SET qty = excluded.qty,
-                       avg_px = excluded.avg_px, realized_pnl = excluded.realized_pnl,
-                       updated_at = excluded.updated_at""",
-                (
-                    position.symbol,
-                    v(position.qty),
-                    v(position.avg_px),
-                    v(position.realized_points),
-                    now,
-                ),
-            )
+            self._upsert_position(cur, position, now)
         return True
+
+    def save_position(self, position: PositionState) -> None:
+        """Store a position set without a fill of ours (reconciled with the venue)."""
+        with self.transaction() as cur:
+            self._upsert_position(cur, position, utc_now_iso())
+
+    def _upsert_position(self, cur: Any, position: PositionState, now: str) -> None:
+        v = self._value
+        cur.execute(
+            """INSERT INTO positions (symbol, qty, avg_px, realized_pnl, updated_at)
+               VALUES (?, ?, ?, ?, ?)
+               ON CONFLICT (symbol) DO UPDATE SET qty = excluded.qty,
+                   avg_px = excluded.avg_px, realized_pnl = excluded.realized_pnl,
+                   updated_at = excluded.updated_at""",
+            (
+                position.symbol,
+                v(position.qty),
+                v(position.avg_px),
+                v(position.realized_points),
+                now,
+            ),
+        )
 
     def load_orders(self, live_only: bool = False) -> list[OrderRecord]:
         """Orders, oldest first (only live ones with ``live_only``)."""

@@ -31,7 +31,7 @@ from tests.integration.refapp.harness import (
     start_sim,
     wait_for,
 )
-from tradeops.brokers.base import Execution, SessionRole, Side
+from tradeops.brokers.base import Execution, NewOrder, OrdType, SessionRole, Side
 from tradeops.cli.main import main as cli_main
 from tradeops.tradingstate import write_state
 from tradeops_refapp.store import open_store
@@ -212,6 +212,44 @@ def test_trades_matches_the_venue_and_survives_a_restart(
     wait_fills(app2, fills_before + 2)
     assert app2.stop() == 0
     assert_matches_venue(db, drop_copy, risk)
+
+
+def stored_positions(db: str) -> dict[str, Decimal]:
+    store = open_store(db)
+    try:
+        return {p.symbol: p.qty for p in store.load_positions()}
+    finally:
+        store.close()
+
+
+def test_a_restart_takes_the_venues_positions_where_they_changed_meanwhile(
+    tmp_path: Path, sim: Sim, risk: FixClient, apps: list[RefApp]
+) -> None:
+    """The account traded on another session (the agent's, an operator's) while it was down."""
+    write_state(state_file(tmp_path), "ACTIVE", reason="test", who="pytest")
+    db = f"sqlite:///{tmp_path / 'refapp.db'}"
+    app = start_refapp(tmp_path, sim, db)
+    apps.append(app)
+    wait_fills(app, 2)
+    assert app.stop() == 0
+    ours = stored_positions(db)
+    symbol = SYMBOLS[0]
+    order = NewOrder("by-hand-1", symbol, Side.BUY, Decimal(3), OrdType.MARKET)
+    risk._run(risk.session.send_order(order))
+    venue = wait_for(
+        lambda: (p := risk.positions())[symbol].qty == ours.get(symbol, 0) + 3 and p,
+        "the trade by hand at the venue",
+    )
+    app2 = start_refapp(tmp_path, sim, db, standby=True)
+    apps.append(app2)
+    wait_for(lambda: app2.proc.events("positions_checked"), "the positions check")
+    positions = app2.status()["positions"]
+    assert {s: Decimal(positions[s]["qty"]) for s in SYMBOLS} == {s: venue[s].qty for s in SYMBOLS}
+    (adjusted,) = app2.proc.events("position_reconciled")
+    assert adjusted["symbol"] == symbol
+    assert Decimal(adjusted["venue"]) == Decimal(adjusted["ours"]) + 3
+    assert app2.stop() == 0
+    assert stored_positions(db)[symbol] == venue[symbol].qty
 
 
 def test_standby_does_not_trade_until_activated(

@@ -21,6 +21,8 @@ from tradeops.brokers.base import (
     CancelReject,
     Execution,
     NewOrder,
+    Position,
+    PositionsAck,
     Quote,
     SessionConfig,
     SessionStatus,
@@ -35,7 +37,7 @@ D = Decimal
 
 
 class FakeVenue:
-    """Orders by ClOrdID, fills on request, one quote per symbol."""
+    """Orders by ClOrdID, fills on request, one quote per symbol, net positions."""
 
     def __init__(self, symbols: list[str]) -> None:
         self.symbols = symbols
@@ -45,6 +47,9 @@ class FakeVenue:
         self.sent: list[NewOrder] = []
         self.cancels: list[str] = []
         self.sessions: list[FakeSession] = []
+        self.net: dict[str, D] = {}  # the account's positions, as the venue sees them
+        self.position_requests: list[str] = []
+        self.answers_positions = True
         self.n = 0
 
     def next(self, prefix: str) -> str:
@@ -77,6 +82,8 @@ class FakeVenue:
         cum = self.cum.get(cl, D(0)) + qty
         self.cum[cl] = cum
         done = cum >= o.qty
+        signed = qty if o.side is Side.BUY else -qty
+        self.net[o.symbol] = self.net.get(o.symbol, D(0)) + signed
         if done:
             self.live.discard(cl)
         ex = self.er(
@@ -142,7 +149,17 @@ class FakeSession:
         return None
 
     async def request_positions(self, pos_req_id) -> None:
-        return None
+        v = self.venue
+        v.position_requests.append(pos_req_id)
+        if not v.answers_positions:
+            return
+        held = {s: q for s, q in v.net.items() if q}
+        answer = [
+            PositionsAck(pos_req_id, len(held), "0"),
+            *(Position("ACC1", s, q, pos_req_id=pos_req_id) for s, q in sorted(held.items())),
+        ]
+        for event in answer:
+            asyncio.get_running_loop().call_soon(asyncio.ensure_future, self.emit(event))
 
     async def subscribe_market_data(self, md_req_id, symbols) -> None:
         for s in symbols:
@@ -208,8 +225,14 @@ async def http(app: RefApp, method: str, path: str) -> tuple[int, Any]:
 
 
 class Harness:
-    def __init__(self, tmp_path: Path, standby: bool = False, **over: Any) -> None:
-        self.venue = FakeVenue(["AAA"])
+    def __init__(
+        self,
+        tmp_path: Path,
+        standby: bool = False,
+        fake_venue: FakeVenue | None = None,
+        **over: Any,
+    ) -> None:
+        self.venue = fake_venue or FakeVenue(["AAA"])
         self.log = Log()
         self.app = RefApp(
             make_cfg(tmp_path, **over),
@@ -428,10 +451,10 @@ def test_state_survives_a_restart_without_duplicates(tmp_path: Path) -> None:
             await until(lambda: len(h.quotes_at_venue(Side.BUY)) == 1, "new bid")
         return h
 
-    run(first())
+    venue = run(first()).venue  # the same venue: its positions are the refapp's
 
     async def second() -> Harness:
-        async with Harness(tmp_path, standby=True) as h:
+        async with Harness(tmp_path, standby=True, fake_venue=venue) as h:
             assert h.app.tracker.position("AAA").qty == D(10)
             await h.app.on_event(replay[0])  # a resent report must not count twice
             assert h.app.tracker.position("AAA").qty == D(10)
@@ -472,10 +495,10 @@ def test_pnl_in_status_and_metrics_applies_the_multiplier(tmp_path: Path) -> Non
             assert 'tradeops_refapp_position{symbol="AAA"} 6.0' in text
         return h
 
-    run(first())
+    venue = run(first()).venue
 
     async def second() -> Harness:
-        async with Harness(tmp_path, standby=True, quoting=quoting) as h:
+        async with Harness(tmp_path, standby=True, quoting=quoting, fake_venue=venue) as h:
             _code, status = await http(h.app, "GET", "/status")
             assert D(status["positions"]["AAA"]["realized_pnl"]) == 40
             _code, text = await http(h.app, "GET", "/metrics")
@@ -483,6 +506,65 @@ def test_pnl_in_status_and_metrics_applies_the_multiplier(tmp_path: Path) -> Non
         return h
 
     run(second())
+
+
+def test_positions_changed_at_the_venue_meanwhile_are_taken_before_trading(
+    tmp_path: Path,
+) -> None:
+    """The agent flattened the account while the refapp was down: it must not trade on 10."""
+    write_state(tmp_path / "trading_state", "ACTIVE")
+
+    async def first() -> Harness:
+        async with Harness(tmp_path) as h:
+            await until(lambda: len(h.venue.live) == 2, "two quotes")
+            await h.venue.fill(h.quotes_at_venue(Side.BUY)[0].cl_ord_id, D(10))
+            await until(lambda: h.app.tracker.position("AAA").qty == 10, "the fill")
+        return h
+
+    venue = run(first()).venue
+    venue.net["AAA"] = D(0)  # flattened on another session (the agent's risk session)
+    requests_before = len(venue.position_requests)
+
+    async def second() -> Harness:
+        async with Harness(tmp_path, fake_venue=venue) as h:
+            await until(lambda: h.log.events("positions_checked"), "the positions check")
+            await until(lambda: len(h.venue.live) == 2, "quotes again")
+        return h
+
+    h = run(second())
+    assert len(venue.position_requests) == requests_before + 1
+    (adjusted,) = h.log.events("position_reconciled")
+    assert (adjusted["symbol"], adjusted["ours"], adjusted["venue"]) == ("AAA", "10", "0")
+    first_order = next(
+        i for i, r in enumerate(h.log.records) if r["event"] in ("order_sent", "new_order")
+    )
+    checked = next(i for i, r in enumerate(h.log.records) if r["event"] == "positions_checked")
+    assert checked < first_order  # reconciled before it quoted
+    from tradeops_refapp.store import open_store
+
+    store = open_store(f"sqlite:///{tmp_path / 'refapp.db'}")
+    try:
+        assert {p.symbol: p.qty for p in store.load_positions()} == {"AAA": 0}
+    finally:
+        store.close()
+
+
+def test_a_venue_that_does_not_answer_positions_is_reported_and_trading_goes_on(
+    tmp_path: Path,
+) -> None:
+    write_state(tmp_path / "trading_state", "ACTIVE")
+    venue = FakeVenue(["AAA"])
+    venue.answers_positions = False
+
+    async def scenario() -> Harness:
+        async with Harness(tmp_path, fake_venue=venue, venue={"connect_timeout_s": 0.2}) as h:
+            await until(lambda: h.log.events("positions_unreconciled"), "the bounded wait")
+            await until(lambda: len(h.venue.live) == 2, "quotes")
+        return h
+
+    h = run(scenario())
+    assert len(venue.position_requests) == 1
+    assert not h.log.events("positions_checked")
 
 
 def test_stale_orders_from_a_crash_are_cancelled_at_start(tmp_path: Path) -> None:
