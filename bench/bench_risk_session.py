@@ -37,7 +37,7 @@ from tradeops.brokers.base import SessionRole  # noqa: E402
 from tradeops.log import EventLog  # noqa: E402
 from tradeops.testing.riskbook import OE, RISK, OrderEntry, RiskSim, symbols  # noqa: E402
 
-RUNS = 20
+RUNS = 100  # each places 1,000 orders first (about half a second)
 ORDERS = 1000
 SYMBOLS = 50
 
