@@ -13,6 +13,9 @@ targets), measured on this machine in this run:
   again with everything at the normal policy on any CPU (the agent without
   its ``scheduling`` section), n = ``COMPARE_TRIPS``, to show what the
   real-time policy buys;
+* ``trip_to_halted_without_cpu_latency_us`` and ``..._under_load_...``: placed,
+  but the agent holds no PM QoS request (``cpu_latency_us``), n =
+  ``COMPARE_TRIPS``: what keeping idle cores out of halt buys;
 * ``trip_to_halted_under_load_strategy_normal_policy_us``: under load with the
   observer at the normal policy on its core (shared with a hog), n =
   ``COMPARE_TRIPS``: what a strategy that a hog can preempt sees;
@@ -69,6 +72,10 @@ def main() -> int:
         key = f"trip_to_halted{name}_default_scheduling_us"
         figures[key] = killswitch_trip.trips(COMPARE_TRIPS, load=load, placed=False)
         print(key, figures[key], flush=True)
+    for name, load in (("", False), ("_under_load", True)):
+        key = f"trip_to_halted{name}_without_cpu_latency_us"
+        figures[key] = killswitch_trip.trips(COMPARE_TRIPS, load=load, pm_qos=False)
+        print(key, figures[key], flush=True)
     key = "trip_to_halted_under_load_strategy_normal_policy_us"
     figures[key] = killswitch_trip.trips(COMPARE_TRIPS, load=True, strategy_fifo=False)
     print(key, figures[key], flush=True)
@@ -94,7 +101,8 @@ def main() -> int:
     figures["setup"] = {
         "trip": "tradeops agent run subprocess; halt over a fresh Unix-socket connection; a"
         " separate process spinning on TradingStateReader.current(); CLOCK_MONOTONIC both sides;"
-        " placement: the agent SCHED_FIFO 10 on CPU 0 (its config's scheduling section), the"
+        " placement: the agent SCHED_FIFO 10 on CPU 0 with cpu_latency_us 0 (its config's"
+        " scheduling section; without_cpu_latency: no PM QoS request), the"
         " halting client SCHED_FIFO 5 on CPU 0, the observer (armed per trial) SCHED_FIFO 1 on"
         " CPU 1, the hogs at the normal policy placed by the kernel (default_scheduling: all"
         " normal, any CPU; strategy_normal_policy: the observer at the normal policy on CPU 1)",

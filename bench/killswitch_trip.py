@@ -16,8 +16,10 @@ loop at the normal policy, placed by the kernel) per core, started and
 stopped by PID.
 
 Placement, as on a production host (docs/agent.md, "Scheduling"): the agent
-runs with its config's ``scheduling: {policy: fifo, priority: 10, cpus: [0]}``
-(CPU 0 the housekeeping core); the observer is a latency-critical strategy on
+runs with its config's ``scheduling: {policy: fifo, priority: 10, cpus: [0],
+cpu_latency_us: 0}`` (CPU 0 the housekeeping core; a PM QoS request that keeps
+idle cores polling instead of halting, measured without it as
+``..._without_cpu_latency``); the observer is a latency-critical strategy on
 its own core: pinned to CPU 1 at ``SCHED_FIFO`` priority 1 (it spins only
 while armed, so the kernel's real-time throttling never stops it); the
 halting client (this process) runs on CPU 0 at ``SCHED_FIFO`` priority 5,
@@ -250,7 +252,8 @@ class Observer:
         os.close(self._go)
 
 
-AGENT_SCHEDULING = "{policy: fifo, priority: 10, cpus: [0]}"
+AGENT_SCHEDULING = "{policy: fifo, priority: 10, cpus: [0], cpu_latency_us: 0}"
+AGENT_SCHEDULING_NO_PM_QOS = "{policy: fifo, priority: 10, cpus: [0]}"
 CLIENT_PRIORITY = 5
 STRATEGY_PRIORITY = 1
 
@@ -277,19 +280,26 @@ def placed_client(placed: bool) -> Iterator[str]:
 
 
 def trips(
-    n: int, load: bool = False, placed: bool = True, strategy_fifo: bool = True
+    n: int,
+    load: bool = False,
+    placed: bool = True,
+    strategy_fifo: bool = True,
+    pm_qos: bool = True,
 ) -> dict[str, Any]:
     """``n`` halts over the Unix socket, each timed until the observer reads HALTED.
 
     ``placed``: the agent, the client and the observer placed as on a
     production host (else all at the normal policy, on any CPU);
     ``strategy_fifo``: the observer at ``SCHED_FIFO`` 1 on its core when placed
-    (else at the normal policy there, sharing it with a hog under load).
+    (else at the normal policy there, sharing it with a hog under load);
+    ``pm_qos``: the agent holds ``cpu_latency_us: 0`` when placed.
     """
     cores = os.cpu_count() or 1
     placed = placed and cores >= 2
     budget_s = 60 + n * 0.05
-    scheduling = AGENT_SCHEDULING if placed else ""
+    scheduling = ""
+    if placed:
+        scheduling = AGENT_SCHEDULING if pm_qos else AGENT_SCHEDULING_NO_PM_QOS
     with (
         tempfile.TemporaryDirectory(prefix="bench-ks-") as tmpdir,
         agent(Path(tmpdir), scheduling) as ag,

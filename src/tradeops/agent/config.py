@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from tradeops.agent.protocol import DEFAULT_WINDOW_S
-from tradeops.agent.scheduling import POLICIES, SchedulingConfig
+from tradeops.agent.scheduling import MAX_CPU_LATENCY_US, POLICIES, SchedulingConfig
 from tradeops.releases.layout import Layout
 
 if TYPE_CHECKING:
@@ -213,7 +213,7 @@ def _listen(value: object, where: str) -> tuple[str, int]:
 
 
 def _scheduling(data: object, where: str) -> SchedulingConfig:
-    s = _section(data, where, {"policy", "priority", "nice", "cpus"})
+    s = _section(data, where, {"policy", "priority", "nice", "cpus", "cpu_latency_us"})
     policy = s.get("policy", "other")
     if policy not in POLICIES:
         raise ConfigError(f"{where}.policy must be one of {', '.join(POLICIES)}, got {policy!r}")
@@ -224,6 +224,9 @@ def _scheduling(data: object, where: str) -> SchedulingConfig:
             priority=_int(s.get("priority", 0), f"{where}.priority", 0, 99),
             nice=None if s.get("nice") is None else _int(s["nice"], f"{where}.nice", -20, 19),
             cpus=None if cpus is None else _ids(cpus, f"{where}.cpus"),
+            cpu_latency_us=None
+            if s.get("cpu_latency_us") is None
+            else _int(s["cpu_latency_us"], f"{where}.cpu_latency_us", 0, MAX_CPU_LATENCY_US),
         )
     except ValueError as exc:
         if isinstance(exc, ConfigError):

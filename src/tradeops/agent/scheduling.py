@@ -19,6 +19,14 @@ stay at the normal policy, which is what they need. The
 kernel's real-time throttling (``/proc/sys/kernel/sched_rt_runtime_us``,
 95% by default) still leaves the core to others if the agent ever spins.
 
+``cpu_latency_us`` (optional) holds a PM QoS request on
+``/dev/cpu_dma_latency`` for as long as the agent runs: the kernel keeps the
+CPUs out of idle states slower to leave than that (0: poll, never halt), and
+drops the request when the agent's file closes, crash included. An idle core
+otherwise takes tens of microseconds to wake for a halt (a VM's vCPU longer:
+measured in ``make bench``); it costs power, which is what trading hosts
+trade it for (tuned's latency-performance profile does the same host-wide).
+
 A policy the kernel refuses (no ``CAP_SYS_NICE``, CPUs that do not exist)
 does not stop the agent: an agent at the normal policy still protects the
 host far better than none. The refusal is logged, and ``status`` shows what
@@ -28,21 +36,29 @@ was applied and what was not.
 from __future__ import annotations
 
 import os
+import struct
 from dataclasses import dataclass
 from typing import Any
 
 POLICIES = {"other": os.SCHED_OTHER, "fifo": os.SCHED_FIFO, "rr": os.SCHED_RR}
 REAL_TIME = frozenset({"fifo", "rr"})
+CPU_LATENCY_DEVICE = "/dev/cpu_dma_latency"
+MAX_CPU_LATENCY_US = 2_000_000_000  # the kernel's request is a signed 32-bit count of us
 
 
 @dataclass(frozen=True, slots=True)
 class SchedulingConfig:
-    """``policy`` (other, fifo, rr), its ``priority`` (1-99 for fifo and rr), ``cpus``."""
+    """How the agent runs: thread policy and placement, and its PM QoS request.
+
+    ``policy`` (other, fifo, rr), its ``priority`` (1-99 for fifo and rr),
+    ``nice``, ``cpus``; ``cpu_latency_us``, held while the agent runs (None: none).
+    """
 
     policy: str = "other"
     priority: int = 0
     nice: int | None = None
     cpus: frozenset[int] | None = None
+    cpu_latency_us: int | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -55,6 +71,8 @@ class SchedulingConfig:
             raise ValueError("nice applies to the other policy only")
         if self.cpus is not None and not self.cpus:
             raise ValueError("cpus must name at least one CPU")
+        if self.cpu_latency_us is not None and not 0 <= self.cpu_latency_us <= MAX_CPU_LATENCY_US:
+            raise ValueError(f"cpu_latency_us must be from 0 to {MAX_CPU_LATENCY_US}")
 
     @property
     def default(self) -> bool:
@@ -94,6 +112,24 @@ def apply(config: SchedulingConfig, this_thread: bool = False) -> dict[str, Any]
                 except OSError as exc:
                     errors.append(f"nice {config.nice}: {exc.strerror or exc}")
     return {**current(), "errors": sorted(set(errors))}
+
+
+def hold_cpu_latency(us: int, device: str | None = None) -> tuple[int | None, str | None]:
+    """Open ``device`` (``CPU_LATENCY_DEVICE``) and write the request ``us``: the fd, or why not.
+
+    The request holds while the fd is open: keep it for the process's life.
+    """
+    device = device or CPU_LATENCY_DEVICE
+    try:
+        fd = os.open(device, os.O_WRONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        return None, f"cpu_latency_us {us}: {device}: {exc.strerror or exc}"
+    try:
+        os.write(fd, struct.pack("=i", us))
+    except OSError as exc:
+        os.close(fd)
+        return None, f"cpu_latency_us {us}: {device}: {exc.strerror or exc}"
+    return fd, None
 
 
 def current() -> dict[str, Any]:

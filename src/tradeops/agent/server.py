@@ -415,6 +415,17 @@ class Agent:
             return Peer(TCP, text), True
         return self._unix_peer(cast(socket.socket, writer.get_extra_info("socket")))
 
+    def _hold_cpu_latency(self) -> int | None:
+        """The config's PM QoS request, held until the agent stops; shown in ``scheduling``."""
+        us = self.config.scheduling.cpu_latency_us
+        if us is None:
+            return None
+        fd, error = scheduling.hold_cpu_latency(us)
+        self.scheduling["cpu_latency_us"] = us if fd is not None else None
+        if error is not None:
+            self.scheduling["errors"] = sorted({*self.scheduling["errors"], error})
+        return fd
+
     def _unix_pairs(self) -> tuple[tuple[Set[int], Set[int]], tuple[Set[int], Set[int]]]:
         unix = self.config.unix
         return (unix.allowed_uids, unix.allowed_gids), (unix.strategy_uids, unix.strategy_gids)
@@ -570,9 +581,11 @@ class Agent:
         acceptor: UnixAcceptor | None = None
         beat: asyncio.Task[None] | None = None
         liveness: LivenessWriter | None = None
+        cpu_latency_fd: int | None = None
         try:
             # Every thread of now; the accept thread applies it to itself (on_start).
             self.scheduling = scheduling.apply(self.config.scheduling)
+            cpu_latency_fd = self._hold_cpu_latency()
             if self.scheduling["errors"]:
                 self.log.event("scheduling-refused", **self.scheduling)
             self._machine = StateMachine(self.config.root, clock=self.clock)
@@ -629,6 +642,8 @@ class Agent:
             if liveness is not None:
                 liveness.close(stopped=True)
             unix_sock.close()
+            if cpu_latency_fd is not None:
+                os.close(cpu_latency_fd)  # the PM QoS request ends with the agent
             with contextlib.suppress(OSError):
                 now = os.lstat(self.config.unix.path)
                 if (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):

@@ -11,8 +11,11 @@ from typing import Any
 
 import pytest
 
+from tests.unit.agent.agentkit import running_agent
+from tradeops.agent import scheduling
 from tradeops.agent.config import ConfigError, parse_config
-from tradeops.agent.scheduling import SchedulingConfig
+from tradeops.agent.protocol import Command
+from tradeops.agent.scheduling import SchedulingConfig, hold_cpu_latency
 
 SRC = Path(__file__).resolve().parents[3] / "src"
 
@@ -33,6 +36,34 @@ def test_a_real_time_policy_on_a_housekeeping_core() -> None:
     assert not parsed.default
 
 
+def test_a_cpu_latency_request_is_parsed_and_changes_no_thread() -> None:
+    parsed = config({"cpu_latency_us": 0})
+    assert parsed.cpu_latency_us == 0
+    assert parsed.default  # the threads keep what the service manager gave
+    assert config({}).cpu_latency_us is None
+
+
+def test_the_request_is_written_as_a_32_bit_count_and_held_open(tmp_path: Path) -> None:
+    device = tmp_path / "cpu_dma_latency"
+    device.write_bytes(b"")
+    fd, error = hold_cpu_latency(20, str(device))
+    assert error is None
+    assert fd is not None
+    try:
+        assert device.read_bytes() == (20).to_bytes(4, sys.byteorder, signed=True)
+        assert os.get_inheritable(fd) is False  # a command the agent runs does not hold it
+    finally:
+        os.close(fd)
+
+
+def test_a_device_that_cannot_be_opened_is_said_not_fatal(tmp_path: Path) -> None:
+    fd, error = hold_cpu_latency(0, str(tmp_path / "missing"))
+    assert fd is None
+    assert error is not None
+    assert "cpu_latency_us 0" in error
+    assert "missing" in error
+
+
 @pytest.mark.parametrize(
     ("scheduling", "text"),
     [
@@ -44,6 +75,8 @@ def test_a_real_time_policy_on_a_housekeeping_core() -> None:
         ({"nice": -21}, "scheduling.nice must be between -20 and 19"),
         ({"cpus": []}, "cpus must name at least one CPU"),
         ({"cpus": [-1]}, "scheduling.cpus[0] must be between 0"),
+        ({"cpu_latency_us": -1}, "scheduling.cpu_latency_us must be between 0"),
+        ({"cpu_latency_us": 2**31}, "scheduling.cpu_latency_us must be between 0"),
         ({"policy": "fifo", "prio": 5}, "unknown key(s) prio"),
         ("fifo", "scheduling must be a mapping"),
     ],
@@ -114,3 +147,27 @@ def test_a_cpu_that_does_not_exist_is_said_not_fatal() -> None:
     parent, _forked = run_child({"cpus": cpus})
     assert any(f"cpus {cpus}" in e for e in parent["applied"]["errors"])
     assert parent["applied"]["policy"] == "other"
+
+
+def test_the_agent_holds_its_request_while_it_runs_and_shows_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    device = tmp_path / "cpu_dma_latency"
+    device.write_bytes(b"")
+    monkeypatch.setattr(scheduling, "CPU_LATENCY_DEVICE", str(device))
+
+    def holders() -> list[str]:
+        return [
+            name
+            for name in os.listdir("/proc/self/fd")
+            if os.path.realpath(f"/proc/self/fd/{name}") == str(device)
+        ]
+
+    with running_agent(tmp_path, scheduling={"cpu_latency_us": 0}) as run:
+        status = run.unix.request(Command.STATUS, who="test").result
+        assert status is not None
+        assert status["agent"]["scheduling"]["cpu_latency_us"] == 0
+        assert status["agent"]["scheduling"]["errors"] == []
+        assert len(holders()) == 1
+    assert device.read_bytes() == (0).to_bytes(4, sys.byteorder, signed=True)
+    assert holders() == []  # the request ended with the agent
