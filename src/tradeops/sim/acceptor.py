@@ -196,18 +196,16 @@ class SessionAcceptor(TradeopsConnection):
         return str(historical_replay_msg.msg_type) not in NO_REPLAY
 
     # ---------------------------------------------------------------- output
-    async def send_app(
-        self, msg: FIXMessage, store_if_down: bool = True, queued: bool = False
-    ) -> None:
+    async def send_app(self, msg: FIXMessage, store_if_down: bool = True) -> None:
         """Send an application message, after the injected latency if any.
 
         While the session is down the message is journaled for a later resend
-        (``store_if_down``) or dropped (market data). ``queued`` hands it to the
-        session's writer task instead of writing it now (see :meth:`_run_outq`);
-        everything sent after it waits behind it, so the session's order is kept.
+        (``store_if_down``) or dropped (market data). With a latency, or behind
+        messages still queued (a burst: :meth:`send_burst`), it goes to the
+        session's writer task (:meth:`_run_outq`), so the session's order is kept.
         """
         delay = self.app.latency_s(self)
-        if delay > 0 or self._outq or queued:
+        if delay > 0 or self._outq:
             self._enqueue(delay, _Single(msg), (0,), store_if_down)
             return
         await self._deliver(msg, store_if_down)
