@@ -40,14 +40,14 @@ class PositionsRequest:
         """
         if isinstance(event, PositionsAck) and event.pos_req_id == self.req_id:
             self.ack = event
-            if event.status == "2" or event.result != "0":
+            if event.refused:
                 raise PositionsRefused(
                     f"request {self.req_id} refused (status {event.status}, result"
                     f" {event.result}): {event.text or 'no text'}"
                 )
         elif isinstance(event, Position) and event.pos_req_id == self.req_id:
             self.reports[event.symbol] = event
-        return self.ack is not None and len(self.reports) >= self.ack.total
+        return self.ack is not None and self.ack.complete_with(len(self.reports))
 
 
 @dataclass(frozen=True)

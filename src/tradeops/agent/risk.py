@@ -299,7 +299,7 @@ class RiskSession:
         ack = next((i for i in items if isinstance(i, PositionsAck)), None)
         if ack is not None and not fut.done():
             reports = sum(1 for i in items if isinstance(i, Position))
-            if ack.status == "2" or ack.result != "0" or reports >= ack.total:
+            if ack.refused or ack.complete_with(reports):
                 fut.set_result(None)
 
     def _on_reject(self, event: Reject) -> None:

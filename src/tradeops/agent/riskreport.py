@@ -93,11 +93,8 @@ class PositionsAnswer:
     @property
     def complete(self) -> bool:
         """Acked as valid and every announced PositionReport arrived."""
-        return (
-            self.ack is not None
-            and self.ack.result == "0"
-            and self.ack.status != "2"
-            and len({p.symbol for p in self.positions}) >= self.ack.total
+        return self.ack is not None and self.ack.complete_with(
+            len({p.symbol for p in self.positions})
         )
 
     def by_symbol(self) -> dict[str, Position]:

@@ -140,6 +140,15 @@ class PositionsAck:
     account: str | None = None
     text: str | None = None
 
+    @property
+    def refused(self) -> bool:
+        """The venue rejected the request (729=2) or found it invalid (728 not 0)."""
+        return self.status == "2" or self.result != "0"
+
+    def complete_with(self, reports: int) -> bool:
+        """Whether ``reports`` PositionReports complete a request the venue accepted."""
+        return not self.refused and reports >= self.total
+
 
 @dataclass(frozen=True, slots=True)
 class Quote:
